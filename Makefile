@@ -12,7 +12,6 @@ export MMTUTOR_OFFLINE := 1
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYTHONHASHSEED := 0
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
-export MPLBACKEND := Agg
 
 .PHONY: setup book test unit notebooks clean
 

@@ -6,7 +6,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("MMTUTOR_OFFLINE", "1")
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 from mmtutor.runtime import forbid_network  # noqa: E402
 
