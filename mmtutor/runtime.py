@@ -15,6 +15,7 @@ import os
 import random
 import socket
 import sys
+import warnings
 
 import numpy as np
 
@@ -116,6 +117,9 @@ def setup_notebook(seed: int = 0, threads: int = 2, offline: bool | None = None)
         offline = os.environ.get("MMTUTOR_OFFLINE", "0") not in ("", "0", "false", "False")
     elif not isinstance(offline, bool):
         raise TypeError(f"offline must be a bool or None, got {type(offline).__name__}: {offline!r}")
+    # tqdm.auto (used by transformers) warns once per kernel when ipywidgets is missing; the book's
+    # progress bars are plain text, so the warning only adds noise to the notebook's stderr.
+    warnings.filterwarnings("ignore", message="IProgress not found", category=Warning)
     threads = set_threads(threads)
     seed = seed_everything(seed)
     if offline:
