@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 
 __all__ = ["NetworkAccessError", "seed_everything", "set_threads", "forbid_network",
-           "allow_network", "setup_notebook"]
+           "allow_network", "setup_notebook", "import_tensorflow"]
 
 
 class NetworkAccessError(RuntimeError):
@@ -125,3 +125,26 @@ def setup_notebook(seed: int = 0, threads: int = 2, offline: bool | None = None)
     if offline:
         forbid_network()
     return {"seed": seed, "threads": threads, "offline": offline}
+
+
+def import_tensorflow():
+    """Import and return ``tensorflow`` without its C++ start-up notices.
+
+    TensorFlow's runtime prints lines such as "oneDNN custom operations are on" and "Could not find
+    cuda drivers", stamped with the time and the process id, straight to file descriptor 2 before any
+    Python setting can silence them; in a notebook they would differ on every run. File descriptor 2
+    points at ``/dev/null`` while TensorFlow loads, and is restored afterwards.
+    """
+    if "tensorflow" in sys.modules:
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow as tf
+    finally:
+        os.dup2(saved, 2)
+        os.close(devnull)
+        os.close(saved)
+    return tf

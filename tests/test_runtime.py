@@ -64,3 +64,8 @@ def test_setup_notebook_reports_settings(monkeypatch):
     assert settings["seed"] == 7 and settings["offline"] is True
     with pytest.raises(TypeError, match="offline"):
         runtime.setup_notebook(offline="yes")
+
+
+def test_import_tensorflow_returns_the_module():
+    tf = runtime.import_tensorflow()
+    assert tf.__name__ == "tensorflow" and runtime.import_tensorflow() is tf
