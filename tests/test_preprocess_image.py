@@ -326,3 +326,14 @@ K4 = np.zeros((3, 3, 3, 2))
 def test_bad_input_is_rejected_with_a_clear_message(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
+
+
+def test_channel_stats_are_accurate_on_large_float32_batches():
+    """A float32 sum over millions of values drifts; the statistics must not."""
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0, 1, size=(3000, 32, 32, 3)).astype(np.float32) ** 3
+    mean, std = image.channel_stats(images)
+    ref = images.astype(np.float64).reshape(-1, 3)
+    np.testing.assert_allclose(mean, ref.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(std, ref.std(axis=0), rtol=1e-6)
+    assert mean.dtype == np.float32

@@ -158,10 +158,14 @@ def channel_stats(images) -> tuple[np.ndarray, np.ndarray]:
     For ``(H, W)`` grayscale input the statistics are over all pixels (0-d arrays). The standard
     deviation uses :math:`1/M`, not :math:`1/(M-1)`, as ``sklearn.preprocessing.StandardScaler`` does,
     so ``normalize(x, *channel_stats(x))`` equals ``StandardScaler`` on ``x.reshape(-1, C)``.
+    The sums are accumulated in float64 (a float32 sum over millions of pixels loses about 2% of
+    the standard deviation) and the results cast back to the input's dtype.
     """
     arr = _as_image_array("images", images, (2, 3, 4))
     axes = tuple(range(arr.ndim)) if arr.ndim == 2 else tuple(range(arr.ndim - 1))
-    return arr.mean(axis=axes), arr.std(axis=axes)
+    mean = arr.mean(axis=axes, dtype=np.float64)
+    std = arr.std(axis=axes, dtype=np.float64)
+    return mean.astype(arr.dtype), std.astype(arr.dtype)
 
 
 def normalize(images, mean, std) -> np.ndarray:
