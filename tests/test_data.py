@@ -14,7 +14,7 @@ from mmtutor.data import avdigits, shapes
 from mmtutor.data.avdigits import load_avdigits, load_avdigits_audio, mu_law_decode, mu_law_encode
 
 ROOT = Path(__file__).resolve().parents[1]
-AUDIO_SHA256 = "001f39ece40375ba7dc439c121013363447e587024686c45537bc2fd48f67a74"
+AUDIO_SHA256 = "752a7159666b50e3baa9a0a0a42f81f11732914425af76aca6418f4e15b1c96c"
 
 
 def test_audio_asset_is_the_committed_one_and_compact():

@@ -33,11 +33,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from mmtutor.data.avdigits import (AUDIO_ASSET, LANGUAGES, SAMPLE_RATE, VOICES, WORDS,  # noqa: E402
                                    mu_law_encode)
 
+# espeak-ng's plain "cmn" voice turns a character into numbered pinyin ("si4") and then reads that text
+# with *English* rules: 四 comes out as "si" followed by the English word "four" (`espeak-ng -v cmn -x 四`
+# prints (en)sɪ5fˈɔːɔː(cmn)). The "cmn-latn-pinyin" voice reads the same pinyin as Mandarin, with tones.
 SEED = 2026
 TAKES = 4
 SPEED_RANGE = (120, 200)   # words per minute, espeak-ng's -s
 PITCH_RANGE = (25, 75)     # 0-99, espeak-ng's -p
-BASE_VOICES = {"en": ("en-us", "en-gb"), "cmn": ("cmn",)}
+BASE_VOICES = {"en": ("en-us", "en-gb"), "cmn": ("cmn-latn-pinyin",)}
 ESPEAK_RATE = 22050
 MAX_SECONDS = 1.0
 
