@@ -42,6 +42,10 @@ __all__ = [
     "precision",
     "recall",
     "f1_score",
+    "classification_report",
+    "BootstrapInterval",
+    "bootstrap_ci",
+    "bootstrap_difference_ci",
 ]
 
 AVERAGES = (None, "binary", "micro", "macro", "weighted")
@@ -343,3 +347,189 @@ for _function in (precision_recall_f1, precision, recall, f1_score):
         if _function is not precision_recall_f1:
             _function.__doc__ += _RETURNS
 del _function
+
+
+# ----------------------------------------------------------------------------- reports and uncertainty
+def classification_report(y_true, y_pred, *, labels=None, target_names=None, zero_division="warn"):
+    """Per-class precision, recall, F1 and support, then their averages, as a pandas ``DataFrame``.
+
+    The numbers are those of scikit-learn's ``classification_report(output_dict=True)``, laid out as a
+    table: one row per class (named ``target_names``, or ``str(label)``), then
+
+    * ``"accuracy"`` (its ``f1-score`` column holds the accuracy; precision and recall are NaN) when
+      the listed classes include every class in the data, otherwise ``"micro avg"``;
+    * ``"macro avg"`` and ``"weighted avg"``.
+
+    The ``support`` column counts the true samples of each class; the average rows hold the total.
+
+    Parameters
+    ----------
+    y_true, y_pred : 1-D array-like of int or str labels, same length
+    labels : 1-D array-like, optional
+        Classes to report, in this order (default: every class present, sorted).
+    target_names : sequence of str, optional
+        A display name for each of ``labels``, in the same order; one per class, all different.
+    zero_division : {"warn", 0, 1, np.nan}
+        As in :func:`precision_recall_f1`.
+    """
+    import pandas as pd
+
+    y_true, y_pred = _check_targets(y_true, y_pred)
+    present = np.union1d(y_true, y_pred)
+    labels = present if labels is None else _check_labels(labels, y_true)
+    if target_names is None:
+        target_names = [str(label) for label in labels.tolist()]
+    else:
+        if isinstance(target_names, str) or not all(isinstance(name, str) for name in target_names):
+            raise TypeError(f"target_names must be a sequence of strings; got {target_names!r}.")
+        target_names = list(target_names)
+        if len(target_names) != labels.size or len(set(target_names)) != len(target_names):
+            raise ValueError(
+                f"target_names must give {labels.size} different names, one per class in "
+                f"{labels.tolist()}; got {len(target_names)}: {target_names}."
+            )
+    summaries = {"accuracy", "micro avg", "macro avg", "weighted avg"}
+    if summaries & set(target_names):
+        raise ValueError(f"target_names must not use the names of the summary rows {sorted(summaries)}; "
+                         f"got {target_names}.")
+    per_class = precision_recall_f1(y_true, y_pred, labels=labels, zero_division=zero_division)
+    columns = ["precision", "recall", "f1-score", "support"]
+    rows = {name: [p, r, f, s] for name, p, r, f, s in zip(target_names, *per_class)}
+    total = int(per_class.support.sum())
+    micro_is_accuracy = set(labels.tolist()) >= set(present.tolist())
+    for average in ("micro", "macro", "weighted"):
+        p, r, f, _ = precision_recall_f1(y_true, y_pred, labels=labels, average=average,
+                                         zero_division=zero_division)
+        if average == "micro" and micro_is_accuracy:
+            rows["accuracy"] = [np.nan, np.nan, f, total]
+        else:
+            rows[f"{average} avg"] = [p, r, f, total]
+    report = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    return report.astype({"precision": float, "recall": float, "f1-score": float, "support": np.int64})
+
+
+class BootstrapInterval(NamedTuple):
+    """What :func:`bootstrap_ci` returns; unpacks as ``estimate, low, high``."""
+
+    estimate: float  # the metric on the sample itself
+    low: float       # lower end of the percentile interval
+    high: float      # upper end
+
+
+_CHUNK = 2_000_000  # resampled indices drawn at a time (16 MB of int64), whatever n_boot and n are
+
+
+def _check_bootstrap_options(metric, n_boot, confidence, seed):
+    if not callable(metric):
+        raise TypeError(f"metric must be a function metric(y_true, y_pred) -> float; got {metric!r}.")
+    if isinstance(n_boot, (bool, np.bool_)) or not isinstance(n_boot, numbers.Integral) or n_boot < 1:
+        raise ValueError(f"n_boot must be a positive int (the number of resamples); got {n_boot!r}.")
+    if (isinstance(confidence, (bool, np.bool_)) or not isinstance(confidence, numbers.Real)
+            or not 0 < confidence < 1):
+        raise ValueError(f"confidence must be a number strictly between 0 and 1, e.g. 0.95; got {confidence!r}.")
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0; got {seed!r}.")
+
+
+def _prediction_like(y_true, y_pred, name):
+    """``y_pred`` validated against already checked ``y_true``; errors name it ``name``."""
+    y_pred = _as_labels(y_pred, name)
+    if y_pred.shape != y_true.shape:
+        raise ValueError(f"{name} must have the same length as y_true; got {y_pred.size} and {y_true.size} labels.")
+    _check_same_kind(y_pred, name, y_true, "y_true")
+    return y_pred
+
+
+def _resample_statistics(n, n_boot, seed, statistic, vectorised=None):
+    """``statistic(index)`` for ``n_boot`` resamples ``index`` of ``range(n)`` drawn with replacement.
+
+    ``vectorised(index_matrix)``, if given, computes the statistics of a whole chunk of resamples
+    (one per row) at once; it must agree with ``statistic`` row by row. Both see the same indices.
+    """
+    rng = np.random.default_rng(seed)
+    rows_per_chunk = max(1, _CHUNK // n)
+    values = []
+    for start in range(0, n_boot, rows_per_chunk):
+        index = rng.integers(0, n, size=(min(rows_per_chunk, n_boot - start), n))
+        if vectorised is not None:
+            values.append(np.asarray(vectorised(index), dtype=np.float64))
+        else:
+            values.append(np.array([statistic(row) for row in index], dtype=np.float64))
+    return np.concatenate(values)
+
+
+def _percentile_interval(estimate, values, confidence):
+    if np.isnan(values).any():
+        raise ValueError("metric returned NaN on a resample; pass it a zero_division that is a number.")
+    low, high = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return BootstrapInterval(float(estimate), float(low), float(high))
+
+
+def bootstrap_ci(y_true, y_pred, metric=accuracy, *, n_boot=1000, confidence=0.95, seed=0):
+    r"""Percentile-bootstrap confidence interval of a metric computed on a test set.
+
+    The test set is one sample of :math:`n` examples from the population the model will meet; its
+    metric :math:`\hat\theta` would change with another sample. The bootstrap (Efron, 1979) imitates
+    drawing new samples by drawing :math:`n` examples *with replacement* from the one we have,
+    ``n_boot`` times, and computing the metric :math:`\hat\theta^*_b` on each resample. The interval
+    is the range of the middle ``confidence`` of those values,
+
+    .. math:: \big[\,q_{(1-c)/2}(\hat\theta^*),\; q_{(1+c)/2}(\hat\theta^*)\,\big].
+
+    For accuracy :math:`p` on a large sample it agrees with the normal approximation
+    :math:`p \pm 1.96\sqrt{p(1-p)/n}` (for :math:`c = 0.95`); unlike that formula it works for any
+    metric (pass e.g. ``functools.partial(f1_score, average="macro")``) and never leaves [0, 1].
+
+    Parameters
+    ----------
+    y_true, y_pred : 1-D array-like of int or str labels, same length
+    metric : callable ``metric(y_true, y_pred) -> float``, default :func:`accuracy`
+    n_boot : int, default 1000
+        Number of resamples. (Accuracy is computed for all of them at once, quickly.)
+    confidence : float in (0, 1), default 0.95
+    seed : int, default 0
+        Seeds the resampling, so the interval is reproducible.
+
+    Returns
+    -------
+    BootstrapInterval
+        ``(estimate, low, high)``: the metric on the whole sample and the interval's ends.
+    """
+    y_true, y_pred = _check_targets(y_true, y_pred)
+    _check_bootstrap_options(metric, n_boot, confidence, seed)
+    vectorised = None
+    if metric is accuracy:  # the mean of a 0/1 vector: resample the vector itself
+        correct = y_true == y_pred
+        vectorised = lambda index: correct[index].mean(axis=1)  # noqa: E731
+    values = _resample_statistics(y_true.size, n_boot, seed,
+                                  lambda index: metric(y_true[index], y_pred[index]), vectorised)
+    return _percentile_interval(metric(y_true, y_pred), values, confidence)
+
+
+def bootstrap_difference_ci(y_true, y_pred_a, y_pred_b, metric=accuracy, *, n_boot=1000, confidence=0.95,
+                            seed=0):
+    r"""Paired percentile-bootstrap interval of ``metric(y_true, y_pred_a) - metric(y_true, y_pred_b)``.
+
+    Two models scored on the *same* test set make correlated errors (an ambiguous example tends to
+    fool both), so their difference varies much less from sample to sample than either score. A
+    paired bootstrap draws one set of indices per resample and scores both models on it,
+    :math:`\Delta^*_b = m(\text{resample}_b, a) - m(\text{resample}_b, b)`; the interval is the middle
+    ``confidence`` of the :math:`\Delta^*_b`. If it contains 0, the test set cannot tell the models apart
+    at that confidence.
+
+    Parameters and return value as in :func:`bootstrap_ci`; ``y_pred_a`` and ``y_pred_b`` are the two
+    models' predictions for the same ``y_true``. The estimate is the difference on the whole sample.
+    """
+    y_true = _as_labels(y_true, "y_true")
+    y_pred_a, y_pred_b = (_prediction_like(y_true, y, name) for y, name in ((y_pred_a, "y_pred_a"),
+                                                                           (y_pred_b, "y_pred_b")))
+    _check_bootstrap_options(metric, n_boot, confidence, seed)
+    vectorised = None
+    if metric is accuracy:
+        difference = (y_true == y_pred_a).astype(np.float64) - (y_true == y_pred_b)
+        vectorised = lambda index: difference[index].mean(axis=1)  # noqa: E731
+    values = _resample_statistics(
+        y_true.size, n_boot, seed,
+        lambda index: metric(y_true[index], y_pred_a[index]) - metric(y_true[index], y_pred_b[index]),
+        vectorised)
+    return _percentile_interval(metric(y_true, y_pred_a) - metric(y_true, y_pred_b), values, confidence)

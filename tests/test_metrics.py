@@ -254,3 +254,148 @@ def test_bad_input_raises_a_clear_error(ours, theirs, args, kwargs, error, patte
 def test_zero_division_is_checked_even_without_a_zero_division():
     with pytest.raises(ValueError, match="zero_division"):
         metrics.f1_score([0, 1], [0, 1], zero_division=2)
+
+
+# ----------------------------------------------------------------------------- classification report
+@FAST
+@given(st.data(), st.sampled_from([0, 1, np.nan]), st.booleans())
+def test_classification_report_matches_sklearn(data, zero_division, subset):
+    y_true, y_pred = data.draw(label_pairs())
+    labels = data.draw(label_subsets(y_true, y_pred)) if subset else None
+    if labels is not None and not np.isin(labels, y_true).any():
+        labels = None
+    ours = metrics.classification_report(y_true, y_pred, labels=labels, zero_division=zero_division)
+    theirs = sk.classification_report(y_true, y_pred, labels=labels, zero_division=zero_division,
+                                      output_dict=True)
+    assert list(ours.index) == list(theirs)
+    assert list(ours.columns) == ["precision", "recall", "f1-score", "support"]
+    assert ours["support"].dtype == np.int64
+    for name, row in theirs.items():
+        if name == "accuracy":  # scikit-learn stores the bare number; we put it in the f1-score column
+            assert_same(ours.loc[name, "f1-score"], row)
+            assert np.isnan(ours.loc[name, "precision"]) and np.isnan(ours.loc[name, "recall"])
+            assert ours.loc[name, "support"] == len(y_true)
+        else:
+            assert_same(ours.loc[name].to_numpy(dtype=float), [row[k] for k in ours.columns])
+
+
+def test_classification_report_names_and_bad_input():
+    report = metrics.classification_report([0, 1, 1, 2], [0, 1, 2, 2], target_names=["zero", "one", "two"])
+    theirs = sk.classification_report([0, 1, 1, 2], [0, 1, 2, 2], target_names=["zero", "one", "two"],
+                                      output_dict=True)
+    assert list(report.index) == list(theirs) and report.loc["one", "recall"] == 0.5
+    with pytest.raises(ValueError, match=r"target_names must give 3 different names.*got 2"):
+        metrics.classification_report([0, 1, 2], [0, 1, 2], target_names=["a", "b"])
+    with pytest.raises(ValueError, match="target_names must give 2 different names"):
+        metrics.classification_report([0, 1], [0, 1], target_names=["a", "a"])
+    with pytest.raises(TypeError, match="target_names must be a sequence of strings"):
+        metrics.classification_report([0, 1], [0, 1], target_names="ab")
+    with pytest.raises(ValueError, match="target_names must not use the names of the summary rows"):
+        metrics.classification_report([0, 1], [0, 1], target_names=["accuracy", "b"])
+    with pytest.raises(ValueError, match="y_true and y_pred must have the same length"):
+        metrics.classification_report([0, 1], [0])
+
+
+# ----------------------------------------------------------------------------- bootstrap intervals
+def simulated_predictions(n, p, seed):
+    """Labels in 10 classes and predictions that are right with probability p, independently."""
+    rng = np.random.default_rng(seed)
+    y_true = rng.integers(0, 10, n)
+    wrong = (y_true + rng.integers(1, 10, n)) % 10
+    return y_true, np.where(rng.random(n) < p, y_true, wrong)
+
+
+def test_bootstrap_of_accuracy_takes_the_fast_path_to_the_same_interval():
+    y_true, y_pred = simulated_predictions(300, 0.8, seed=0)
+    fast = metrics.bootstrap_ci(y_true, y_pred, n_boot=500, seed=3)
+    general = metrics.bootstrap_ci(y_true, y_pred, lambda t, p: metrics.accuracy(t, p), n_boot=500, seed=3)
+    assert fast == general and isinstance(fast, metrics.BootstrapInterval)
+    assert fast.estimate == metrics.accuracy(y_true, y_pred) and fast.low < fast.estimate < fast.high
+    assert metrics.bootstrap_ci(y_true, y_pred, n_boot=500, seed=3) == fast          # reproducible
+    assert metrics.bootstrap_ci(y_true, y_pred, n_boot=500, seed=4) != fast          # and seeded
+
+
+def test_bootstrap_ci_covers_the_true_accuracy_95_percent_of_the_time():
+    true_accuracy, n, repeats = 0.8, 400, 400
+    covered = 0
+    for seed in range(repeats):
+        y_true, y_pred = simulated_predictions(n, true_accuracy, seed)
+        _, low, high = metrics.bootstrap_ci(y_true, y_pred, n_boot=1000, seed=seed)
+        covered += low <= true_accuracy <= high
+    # binomial standard error of the coverage over 400 repeats: 0.011; the percentile bootstrap
+    # under-covers slightly at this n, so allow three standard errors
+    assert abs(covered / repeats - 0.95) < 0.035, covered / repeats
+
+
+def test_bootstrap_ci_agrees_with_the_normal_approximation():
+    y_true, y_pred = simulated_predictions(20_000, 0.5, seed=1)
+    p, low, high = metrics.bootstrap_ci(y_true, y_pred, n_boot=2000, seed=0)
+    half_width = 1.96 * np.sqrt(p * (1 - p) / len(y_true))
+    assert abs(p - 0.5) < 0.02
+    assert abs(low - (p - half_width)) < 0.002 and abs(high - (p + half_width)) < 0.002
+
+
+def test_bootstrap_ci_of_another_metric_and_of_string_labels():
+    from functools import partial
+
+    y_true, y_pred = simulated_predictions(200, 0.7, seed=2)
+    macro_f1 = partial(metrics.f1_score, average="macro", zero_division=0)
+    estimate, low, high = metrics.bootstrap_ci(y_true, y_pred, macro_f1, n_boot=200, seed=0)
+    assert_same(estimate, sk.f1_score(y_true, y_pred, average="macro"))
+    assert low < estimate < high
+    names = np.array(["cat", "dog", "bird"])
+    strings = metrics.bootstrap_ci(names[y_true % 3], names[y_pred % 3], n_boot=200, seed=0)
+    numbers = metrics.bootstrap_ci(y_true % 3, y_pred % 3, n_boot=200, seed=0)
+    assert strings == numbers
+    perfect = metrics.bootstrap_ci(y_true, y_true, n_boot=100)
+    assert perfect == (1.0, 1.0, 1.0)  # no errors, no spread: the percentile bootstrap cannot see beyond
+
+
+def test_paired_bootstrap_of_a_difference():
+    y_true, y_pred_a = simulated_predictions(500, 0.85, seed=5)
+    # model b: the same as a except on 25 examples where a is right and b is wrong
+    y_pred_b = y_pred_a.copy()
+    flip = np.flatnonzero(y_pred_a == y_true)[:25]
+    y_pred_b[flip] = (y_true[flip] + 1) % 10
+    difference = metrics.bootstrap_difference_ci(y_true, y_pred_a, y_pred_b, n_boot=1000, seed=0)
+    assert difference.estimate == pytest.approx(25 / 500)
+    assert 0 < difference.low < difference.estimate < difference.high
+    general = metrics.bootstrap_difference_ci(y_true, y_pred_a, y_pred_b,
+                                              lambda t, p: metrics.accuracy(t, p), n_boot=1000, seed=0)
+    assert_same(np.array(general), np.array(difference))
+    # pairing removes the shared errors: the interval of the difference is far narrower than the sum
+    # of the two separate half-widths
+    widths = [ci.high - ci.low for ci in (metrics.bootstrap_ci(y_true, y, seed=0) for y in (y_pred_a, y_pred_b))]
+    assert difference.high - difference.low < 0.5 * sum(widths)
+    assert metrics.bootstrap_difference_ci(y_true, y_pred_a, y_pred_a) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("kwargs, error, pattern", [
+    (dict(metric="accuracy"), TypeError, "metric must be a function"),
+    (dict(n_boot=0), ValueError, "n_boot must be a positive int.*0"),
+    (dict(n_boot=10.0), ValueError, "n_boot must be a positive int.*10.0"),
+    (dict(n_boot=True), ValueError, "n_boot"),
+    (dict(confidence=1.0), ValueError, "confidence must be a number strictly between 0 and 1.*1.0"),
+    (dict(confidence=0), ValueError, "confidence"),
+    (dict(confidence="95%"), ValueError, "confidence.*'95%'"),
+    (dict(seed=-2), ValueError, "seed must be an int >= 0.*-2"),
+    (dict(seed=None), ValueError, "seed"),
+])
+def test_bootstrap_bad_options_raise_a_clear_error(kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        metrics.bootstrap_ci([0, 1, 1], [0, 1, 0], **kwargs)
+    with pytest.raises(error, match=pattern):
+        metrics.bootstrap_difference_ci([0, 1, 1], [0, 1, 0], [1, 1, 1], **kwargs)
+
+
+def test_bootstrap_bad_labels_name_the_argument():
+    with pytest.raises(ValueError, match="y_true and y_pred must have the same length"):
+        metrics.bootstrap_ci([0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match="y_pred_a must have the same length as y_true; got 2 and 3"):
+        metrics.bootstrap_difference_ci([0, 1, 1], [0, 1], [0, 1, 1])
+    with pytest.raises(ValueError, match="y_pred_b must have the same length as y_true; got 4 and 3"):
+        metrics.bootstrap_difference_ci([0, 1, 1], [0, 1, 1], [0, 1, 1, 0])
+    with pytest.raises(TypeError, match="y_pred_b holds strings but y_true holds numbers"):
+        metrics.bootstrap_difference_ci([0, 1], [0, 1], ["a", "b"])
+    with pytest.raises(ValueError, match="metric returned NaN"):
+        metrics.bootstrap_ci([0, 1, 1], [0, 1, 0], lambda t, p: float("nan"), n_boot=5)

@@ -11,8 +11,9 @@ Each example pairs one clip with an image of the same digit. Noise can be mixed 
 .. math::  \tilde x = (1 - \lambda)\, x + \lambda\, n,
 
 with :math:`\lambda \in [0, 1]`: for images :math:`n \sim U[0, 1]` per pixel, for audio
-:math:`n \sim \mathcal N(0, \mathrm{rms}(x)^2)` per sample. At :math:`\lambda = 1` a modality carries no
-information at all, so a level can be chosen at which neither modality alone is enough.
+:math:`n \sim \mathcal N(0, \mathrm{rms}(x)^2)` per sample. At :math:`\lambda = 1` an image carries no
+information at all and a clip almost none (only its length survives, which still hints at the word), so a
+level can be chosen at which neither modality alone is enough.
 
 Mu-law companding (ITU-T G.711 style, :math:`\mu = 255`) stores a sample :math:`x \in [-1, 1]` in 8 bits as
 :math:`F(x) = \operatorname{sign}(x)\,\ln(1 + \mu |x|) / \ln(1 + \mu)`, quantised to 256 levels; fine steps
