@@ -126,8 +126,8 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 20, lr
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs) if schedule else None
     history, best_loss, best_state, waited = History(), float("inf"), None, 0
     start = time.perf_counter()
-    bar = tqdm(range(1, epochs + 1), desc=desc, disable=not progress, mininterval=1.0, ncols=90)
-    for epoch in bar:
+    bar = tqdm(total=epochs, desc=desc, disable=not progress, mininterval=1.0, ncols=90)
+    for epoch in range(1, epochs + 1):
         model.train()
         seen, loss_sum, correct = 0, 0.0, 0
         for batch in train_loader:
@@ -157,7 +157,9 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 20, lr
                 save_checkpoint(model, checkpoint, {"epoch": epoch, "loss": watched})
         else:
             waited += 1
-        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row.get('val_accuracy', float('nan')):.3f}")
+        bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row.get('val_accuracy', float('nan')):.3f}",
+                        refresh=False)
+        bar.update(1)
         if patience is not None and waited >= patience:
             history.stopped_early = True
             break

@@ -227,3 +227,12 @@ def test_wrong_log_mel_rank_is_rejected(style, shape):
     images, _ = random_inputs(n=4)
     with pytest.raises(ValueError, match="log_mel"):
         avdigits_classifier(style)(images, torch.rand(shape))
+
+
+def test_audio_encoder_names_a_transposed_log_mel():
+    import torch
+
+    from mmtutor.models.avdigits import AudioEncoder
+
+    with pytest.raises(ValueError, match="log_mel"):
+        AudioEncoder()(torch.zeros(2, 96, 32))

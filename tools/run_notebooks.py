@@ -7,12 +7,34 @@ in its own folder, with the offline/seed environment the Makefile exports. Volat
     python tools/run_notebooks.py notebooks/ch04_activations_losses.ipynb [...]
 """
 
+import re
 import sys
 import time
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+
+
+_CARRIAGE_RETURN = re.compile(r"^.*\r(?=[^\n])", re.MULTILINE)
+
+
+def coalesce_streams(cell) -> None:
+    """Merge consecutive stdout (or stderr) pieces of a cell into one output, keeping only what a
+    terminal would show after carriage returns: a progress bar is then one line in the book, not
+    fourteen. Outputs keep their order; nbval compares the same merged text."""
+    merged = []
+    for output in cell.get("outputs", []):
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream" and previous["name"] == output["name"]):
+            previous["text"] += output["text"]
+            continue
+        merged.append(output)
+    for output in merged:
+        if output.get("output_type") == "stream":
+            output["text"] = _CARRIAGE_RETURN.sub("", output["text"])
+    cell["outputs"] = merged
 
 
 def execute(path: Path, timeout: int = 600) -> float:
@@ -23,6 +45,8 @@ def execute(path: Path, timeout: int = 600) -> float:
     seconds = time.perf_counter() - start
     for cell in nb.cells:
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            coalesce_streams(cell)
     nb.metadata.pop("widgets", None)
     nbformat.write(nb, path)
     return seconds

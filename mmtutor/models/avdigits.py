@@ -103,8 +103,9 @@ class AudioEncoder(nn.Module):
         self.out = nn.Linear(64, dim) if tokens else nn.Linear(64 * 8, dim)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
-        if log_mel.ndim != 3:
-            raise ValueError(f"log_mel must have shape (N, n_mels, frames), got {tuple(log_mel.shape)}")
+        if log_mel.ndim != 3 or log_mel.shape[1] != self.features[0].num_features:
+            raise ValueError(f"log_mel must have shape (N, {self.features[0].num_features}, frames) "
+                             f"(mel bands before frames), got {tuple(log_mel.shape)}")
         x = self.features(log_mel)
         if self.tokens:
             return self.out(x.transpose(1, 2))
