@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from mmtutor.data.avdigits import AVDigits
+from mmtutor.data.avdigits import AVDigits, _check_level  # the data's own noise-level check
 from mmtutor.metrics import accuracy
 from mmtutor.models.avdigits import avdigits_tensors, log_mel_features
 from mmtutor.models.fusion import EncodeThenFuse, LateFusion
@@ -63,14 +63,6 @@ def _check_choice(name, value, allowed):
         raise ValueError(f"{name} must be one of {list(allowed)}; got {value!r}.")
 
 
-def _check_level(level, name="level"):
-    if isinstance(level, (bool, np.bool_)) or not isinstance(level, numbers.Real):
-        raise TypeError(f"{name} must be a number in [0, 1]; got {type(level).__name__}: {level!r}.")
-    if not 0.0 <= float(level) <= 1.0:  # also refuses NaN
-        raise ValueError(f"{name} must be in [0, 1] (0: clean, 1: pure noise or missing); got {level!r}.")
-    return float(level)
-
-
 def _check_seed(seed):
     if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be an int >= 0; got {seed!r}.")
@@ -85,7 +77,7 @@ def _check_levels(levels):
     if isinstance(levels, str) or values is None or values.ndim != 1 or values.size == 0:
         raise ValueError(f"levels must be a non-empty 1-D sequence of numbers in [0, 1]; got {levels!r}.")
     for level in values:
-        _check_level(float(level), "levels")
+        _check_level("levels", float(level))
     return values
 
 
@@ -118,7 +110,7 @@ def mix_noise(data: AVDigits, modality: str, level: float, seed: int = 0) -> AVD
     if not isinstance(data, AVDigits):
         raise TypeError(f"data must be an AVDigits split from load_avdigits; got {type(data).__name__}.")
     _check_choice("modality", modality, MODALITIES)
-    level, seed = _check_level(level), _check_seed(seed)
+    level, seed = _check_level("level", level), _check_seed(seed)
     rng = np.random.default_rng([seed, _STREAM[modality]])
     if modality == "image":
         noise = rng.random(data.images.shape, dtype=np.float32)
@@ -164,7 +156,7 @@ def degrade(images, log_mel, modality: str, level: float, kind: str = "noise", s
     """
     _check_choice("modality", modality, MODALITIES)
     _check_choice("kind", kind, KINDS)
-    level, seed = _check_level(level), _check_seed(seed)
+    level, seed = _check_level("level", level), _check_seed(seed)
     arrays = {"images": _as_numpy(images, "images"), "log_mel": _as_numpy(log_mel, "log_mel")}
     if arrays["images"].ndim not in (3, 4) or arrays["images"][0].size != 64:
         raise ValueError(f"images must have shape (N, 1, 8, 8) or (N, 8, 8); got {arrays['images'].shape}.")
