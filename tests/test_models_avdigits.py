@@ -236,3 +236,24 @@ def test_audio_encoder_names_a_transposed_log_mel():
 
     with pytest.raises(ValueError, match="log_mel"):
         AudioEncoder()(torch.zeros(2, 96, 32))
+
+
+def test_encoder_widths_change_the_convolutions_only():
+    narrow = avdigits_classifier("intermediate", image_channels=(4, 8), audio_channels=(8, 8))
+    image_convs = [m for m in narrow.encoders[0].features if isinstance(m, torch.nn.Conv2d)]
+    audio_convs = [m for m in narrow.encoders[1].features if isinstance(m, torch.nn.Conv1d)]
+    assert [c.out_channels for c in image_convs] == [4, 8] and [c.out_channels for c in audio_convs] == [8, 8]
+    images, log_mel = torch.rand(3, 1, 8, 8), torch.rand(3, 32, 96)
+    assert narrow(images, log_mel).shape == (3, 10)
+    torch.manual_seed(0)
+    default = avdigits_classifier("intermediate")
+    torch.manual_seed(0)
+    explicit = avdigits_classifier("intermediate", image_channels=(16, 32), audio_channels=(64, 64))
+    for (name, a), (_, b) in zip(default.state_dict().items(), explicit.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("channels", [(4,), (4, 0), (4, 2.0), "48", (True, 4)])
+def test_encoder_widths_are_checked(channels):
+    with pytest.raises(ValueError, match="channels"):
+        avdigits_classifier("late", image_channels=channels)

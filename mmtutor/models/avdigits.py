@@ -60,19 +60,28 @@ def avdigits_tensors(data) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             torch.from_numpy(data.labels))
 
 
+def _check_channels(channels) -> tuple[int, int]:
+    if (not isinstance(channels, (tuple, list)) or len(channels) != 2
+            or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1 for c in channels)):
+        raise ValueError(f"channels must be two positive ints (first conv, second conv), got {channels!r}")
+    return int(channels[0]), int(channels[1])
+
+
 class ImageEncoder(nn.Module):
-    """Two 3x3 convolutions (16, 32 channels) and a 2x2 max-pool on an 8x8 image; then a linear map to ``dim``.
+    """Two 3x3 convolutions (``channels``, by default 16 and 32) and a 2x2 max-pool on an 8x8 image; then a
+    linear map to ``dim``.
 
     Pooled output ``(N, dim)``; with ``tokens=True`` the 16 positions of the 4x4 map, each mapped to
     ``dim``: ``(N, 16, dim)``. A flat ``(N, 64)`` or ``(N, 8, 8)`` input is reshaped to ``(N, 1, 8, 8)``.
     """
 
-    def __init__(self, dim: int = 64, tokens: bool = False):
+    def __init__(self, dim: int = 64, tokens: bool = False, channels: tuple[int, int] = (16, 32)):
         super().__init__()
+        c1, c2 = _check_channels(channels)
         self.tokens = tokens
-        self.features = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(),
-                                      nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
-        self.out = nn.Linear(32, dim) if tokens else nn.Linear(32 * 16, dim)
+        self.features = nn.Sequential(nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(),
+                                      nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.out = nn.Linear(c2, dim) if tokens else nn.Linear(c2 * 16, dim)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if images.ndim not in (2, 3, 4) or images[0].numel() != 64:
@@ -84,7 +93,8 @@ class ImageEncoder(nn.Module):
 
 
 class AudioEncoder(nn.Module):
-    """Two 1-D convolutions over time (kernel 5; the second with stride 2) on log-mel ``(N, 32, T)``.
+    """Two 1-D convolutions over time (kernel 5; the second with stride 2; ``channels``, by default 64 and
+    64) on log-mel ``(N, 32, T)``.
 
     A batch normalisation of each mel band comes first: it standardises the input (noise raises the whole
     spectrogram's floor, and without it the network barely trains on noisy clips).
@@ -94,13 +104,15 @@ class AudioEncoder(nn.Module):
     ``(N, T/2, dim)``.
     """
 
-    def __init__(self, dim: int = 64, tokens: bool = False, n_mels: int = AUDIO_FEATURES["n_mels"]):
+    def __init__(self, dim: int = 64, tokens: bool = False, n_mels: int = AUDIO_FEATURES["n_mels"],
+                 channels: tuple[int, int] = (64, 64)):
         super().__init__()
+        c1, c2 = _check_channels(channels)
         self.tokens = tokens
-        self.features = nn.Sequential(nn.BatchNorm1d(n_mels), nn.Conv1d(n_mels, 64, 5, padding=2), nn.ReLU(),
-                                      nn.Conv1d(64, 64, 5, stride=2, padding=2), nn.ReLU())
+        self.features = nn.Sequential(nn.BatchNorm1d(n_mels), nn.Conv1d(n_mels, c1, 5, padding=2), nn.ReLU(),
+                                      nn.Conv1d(c1, c2, 5, stride=2, padding=2), nn.ReLU())
         self.pool = nn.AdaptiveAvgPool1d(8)
-        self.out = nn.Linear(64, dim) if tokens else nn.Linear(64 * 8, dim)
+        self.out = nn.Linear(c2, dim) if tokens else nn.Linear(c2 * 8, dim)
 
     def forward(self, log_mel: torch.Tensor) -> torch.Tensor:
         if log_mel.ndim != 3 or log_mel.shape[1] != self.features[0].num_features:
@@ -130,28 +142,33 @@ class _Flatten(nn.Module):
 
 
 def avdigits_classifier(style: str, dim: int = 64, hidden: int = 64, num_classes: int = 10,
-                        rank: int = 4) -> nn.Module:
+                        rank: int = 4, image_channels: tuple[int, int] = (16, 32),
+                        audio_channels: tuple[int, int] = (64, 64)) -> nn.Module:
     """A classifier of ``(images, log_mel)`` batches for one of ``STYLES``.
 
     ``"image"``/``"audio"``: one encoder and a linear head. ``"early"``: the raw pixels (64) and the raw
     log-mel (32 x 96) concatenated into one MLP. ``"late"``, ``"intermediate"``, ``"tensor"``,
     ``"low_rank"`` (rank ``rank``): the two encoders' embeddings fused by the module of that name.
-    ``"cross_attention"``: the 16 image tokens attend to the 48 audio tokens.
+    ``"cross_attention"``: the 16 image tokens attend to the 48 audio tokens. ``image_channels`` and
+    ``audio_channels`` set the widths of the two encoders' convolutions (narrow ones make small students
+    for distillation, Chapter 8).
     """
     if style not in STYLES:
         raise ValueError(f"style must be one of {list(STYLES)}, got {style!r}")
     if style == "image":
-        return UnimodalClassifier(ImageEncoder(dim), dim, num_classes, modality=0)
+        return UnimodalClassifier(ImageEncoder(dim, channels=image_channels), dim, num_classes, modality=0)
     if style == "audio":
-        return UnimodalClassifier(AudioEncoder(dim), dim, num_classes, modality=1)
+        return UnimodalClassifier(AudioEncoder(dim, channels=audio_channels), dim, num_classes, modality=1)
     if style == "early":
         n_audio = AUDIO_FEATURES["n_mels"] * N_FRAMES
         return EncodeThenFuse([_Flatten(), _Flatten()], EarlyFusion((64, n_audio), hidden, num_classes))
     if style == "cross_attention":
-        return EncodeThenFuse([ImageEncoder(dim, tokens=True), AudioEncoder(dim, tokens=True)],
+        return EncodeThenFuse([ImageEncoder(dim, tokens=True, channels=image_channels),
+                               AudioEncoder(dim, tokens=True, channels=audio_channels)],
                               CrossAttentionFusion((dim, dim), hidden, num_classes, num_heads=4))
     fusion = {"late": lambda: LateFusion((dim, dim), hidden, num_classes),
               "intermediate": lambda: IntermediateFusion((dim, dim), hidden, num_classes),
               "tensor": lambda: TensorFusion((dim, dim), hidden, num_classes),
               "low_rank": lambda: LowRankTensorFusion((dim, dim), hidden, num_classes, rank=rank)}[style]()
-    return EncodeThenFuse([ImageEncoder(dim), AudioEncoder(dim)], fusion)
+    encoders = [ImageEncoder(dim, channels=image_channels), AudioEncoder(dim, channels=audio_channels)]
+    return EncodeThenFuse(encoders, fusion)
