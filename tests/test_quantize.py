@@ -5,6 +5,7 @@ zero point), ``torch.quantize_per_tensor`` / ``torch.quantize_per_channel`` (cod
 ``torch.fake_quantize_per_tensor_affine`` / ``_per_channel_affine`` (values and straight-through gradients).
 """
 
+import copy
 import math
 
 import numpy as np
@@ -16,8 +17,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.ao.quantization.observer import MinMaxObserver, PerChannelMinMaxObserver
 
-from mmtutor.compress.quantize import (QuantizedLinear, QuantizedTensor, choose_qparams, dequantize, fake_quantize,
-                                       pack_int4, qrange, quantize_linear_weights, quantize_tensor, unpack_int4)
+from mmtutor.compress.quantize import (QuantizedLayer, QuantizedLinear, QuantizedTensor, choose_qparams, dequantize,
+                                       fake_quantize, input_ranges, integer_linear, load_quantized_model, pack_int4,
+                                       qrange, quantize_linear_weights, quantize_model, quantize_tensor, unpack_int4)
 from mmtutor.evaluate import model_size_bytes
 
 # PyTorch's quantized-tensor creation functions and torch.ao.quantization announce their deprecation (in favour
@@ -415,3 +417,184 @@ def test_quantized_tensor_is_a_frozen_record():
     assert isinstance(q, QuantizedTensor) and q.shape == (4, 3) and (q.qmin, q.qmax) == (0, 63)
     with pytest.raises(AttributeError):
         q.num_bits = 8
+
+
+# --------------------------------------------------------------------------------------------------
+# integer arithmetic
+# --------------------------------------------------------------------------------------------------
+
+@FAST
+@given(n=st.integers(1, 6), k=st.integers(1, 40), m=st.integers(1, 9), axis=st.sampled_from([None, 0]),
+       seed=st.integers(0, 2**16))
+def test_integer_linear_equals_the_float_computation(n, k, m, axis, seed):
+    g = torch.Generator().manual_seed(seed)
+    x, weight, bias = torch.randn(n, k, generator=g) + 0.3, torch.randn(m, k, generator=g), torch.randn(m, generator=g)
+    qx, qw = quantize_tensor(x, 8, symmetric=False), quantize_tensor(weight, 8, symmetric=True, axis=axis)
+    expected = nn.functional.linear(dequantize(qx), dequantize(qw), bias)
+    assert torch.allclose(integer_linear(qx, qw, bias), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_integer_linear_rejects_what_an_int8_kernel_cannot_do():
+    x, w = torch.randn(3, 4), torch.randn(5, 4)
+    with pytest.raises(ValueError, match="x must be quantized per tensor"):
+        integer_linear(quantize_tensor(x, axis=0), quantize_tensor(w))
+    with pytest.raises(ValueError, match="weight must be quantized symmetrically"):
+        integer_linear(quantize_tensor(x), quantize_tensor(w, symmetric=False))
+    with pytest.raises(ValueError, match="x must have 4 features"):
+        integer_linear(quantize_tensor(torch.randn(3, 2)), quantize_tensor(w))
+    with pytest.raises(TypeError, match="weight must be a 2-D QuantizedTensor"):
+        integer_linear(quantize_tensor(x), w)
+
+
+# --------------------------------------------------------------------------------------------------
+# layers and models: weight-only, dynamic and static post-training quantization
+# --------------------------------------------------------------------------------------------------
+
+LAYERS = {"Linear": (lambda: nn.Linear(20, 7), (16, 20)),
+          "Conv1d": (lambda: nn.Conv1d(6, 5, 3, padding=1, stride=2), (4, 6, 11)),
+          "Conv2d": (lambda: nn.Conv2d(3, 4, 3, padding=1), (2, 3, 6, 6))}
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("activation_bits", [7, 8])
+def test_static_layer_agrees_with_pytorch_int8_kernels(kind, activation_bits):
+    """``torch.ao.nn.quantized`` runs the integer kernel and rounds its output to an output grid: within half a step."""
+    import torch.ao.nn.quantized as nnq
+
+    torch.manual_seed(0)
+    make, shape = LAYERS[kind]
+    layer = make()
+    x = torch.randn(shape).abs() * 2 - 0.5
+    x_range = torch.stack(torch.aminmax(x))
+    ours = QuantizedLayer.from_float(layer, 8, 0, "static", activation_bits, x_range)
+    y = ours(x)
+    reference = {"Linear": lambda: nnq.Linear(20, 7), "Conv1d": lambda: nnq.Conv1d(6, 5, 3, padding=1, stride=2),
+                 "Conv2d": lambda: nnq.Conv2d(3, 4, 3, padding=1)}[kind]()
+    weight = torch._make_per_channel_quantized_tensor(ours.weight_codes(), ours.scale.double(),
+                                                      torch.zeros(len(ours.scale), dtype=torch.int64), 0)
+    reference.set_weight_bias(weight, layer.bias.detach())
+    out_scale, out_zero_point = choose_qparams(y, 8, symmetric=False)
+    reference.scale, reference.zero_point = float(out_scale), int(out_zero_point)
+    in_scale, in_zero_point = choose_qparams(x_range, activation_bits, symmetric=False)
+    y_ref = reference(torch.quantize_per_tensor(x, float(in_scale), int(in_zero_point), torch.quint8)).dequantize()
+    assert float((y - y_ref).abs().max()) <= float(out_scale) / 2 * 1.001 + 1e-6
+
+
+def test_dynamic_layer_equals_pytorch_dynamic_linear_with_reduced_range():
+    """On x86, ``quantize_dynamic`` gives activations 7 bits (``reduce_range``): with 7 bits we match it exactly."""
+    torch.manual_seed(0)
+    torch.backends.quantized.engine = "x86"
+    linear, x = nn.Linear(20, 7), torch.randn(16, 20)
+    reference = torch.ao.quantization.quantize_dynamic(nn.Sequential(linear), {nn.Linear}, dtype=torch.qint8)[0]
+    ours = QuantizedLayer.from_float(linear, 8, axis=None, activations="dynamic", activation_bits=7)
+    assert torch.allclose(ours(x), reference(x), atol=1e-5)
+    assert torch.equal(ours.weight_codes(), reference.weight().int_repr())
+
+
+@pytest.mark.parametrize("kind", list(LAYERS))
+@pytest.mark.parametrize("num_bits", [3, 4, 8])
+@pytest.mark.parametrize("axis", [0, None])
+def test_weight_only_layer_uses_the_quantized_weight(kind, num_bits, axis):
+    torch.manual_seed(0)
+    make, shape = LAYERS[kind]
+    layer = make()
+    ours = QuantizedLayer.from_float(layer, num_bits, axis)
+    expected_weight = dequantize(quantize_tensor(layer.weight.detach(), num_bits, True, axis))
+    assert torch.equal(ours.dequantized_weight(), expected_weight)
+    x = torch.randn(shape)
+    with torch.no_grad():
+        reference = copy.deepcopy(layer)
+        reference.weight.copy_(expected_weight)
+        assert torch.allclose(ours(x), reference(x), atol=1e-6)
+    codes_bytes = ours.codes.numel() * ours.codes.element_size()
+    assert codes_bytes == (math.ceil(layer.weight.numel() / 2) if num_bits <= 4 else layer.weight.numel())
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 64), nn.ReLU(),
+                         nn.Linear(64, 3)).eval()
+
+
+def batches(n=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.rand(10, 1, 6, 6, generator=g), torch.zeros(10, dtype=torch.int64)) for _ in range(n)]
+
+
+def test_input_ranges_are_the_min_and_max_over_the_calibration_batches():
+    model = small_model()
+    data = batches()
+    ranges = input_ranges(model, data)
+    assert list(ranges) == ["0", "3", "5"]
+    inputs = torch.cat([x for x, _ in data])
+    assert torch.equal(ranges["0"], torch.stack([inputs.min(), inputs.max()]))
+    hidden = model[:3](inputs)
+    assert torch.allclose(ranges["3"], torch.stack([hidden.min(), hidden.max()]))
+
+
+@pytest.mark.parametrize("activations", [None, "dynamic", "static"])
+def test_quantized_model_round_trips_and_is_four_times_smaller(activations, tmp_path):
+    model = small_model()
+    data = batches()
+    quantized = quantize_model(model, activations=activations,
+                               calibration=data if activations == "static" else None)
+    assert [type(m).__name__ for m in quantized] == ["QuantizedLayer", "ReLU", "Flatten", "QuantizedLayer", "ReLU",
+                                                     "QuantizedLayer"]
+    assert type(model[0]) is nn.Conv2d                                   # the input model is untouched
+    save_file(quantized.state_dict(), tmp_path / "int8.safetensors")
+    fresh = load_quantized_model(small_model(), load_file(tmp_path / "int8.safetensors"), activations=activations)
+    x = data[0][0]
+    assert torch.equal(fresh(x), quantized(x))
+    assert model_size_bytes(tmp_path / "int8.safetensors") == model_size_bytes(quantized)
+    assert 3.5 < model_size_bytes(model) / model_size_bytes(quantized) < 4.0
+    agreement = (quantized(x).argmax(1) == model(x).argmax(1)).float().mean()
+    assert torch.allclose(quantized(x), model(x), atol=0.05) and agreement == 1
+
+
+def test_static_quantization_clips_inputs_beyond_the_calibrated_range():
+    layer = nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([[1.0, 0.0]]))
+    quantized = QuantizedLayer.from_float(layer, 8, 0, "static", 8, torch.tensor([0.0, 1.0]))
+    y = quantized(torch.tensor([[0.5, 0.0], [3.0, 0.0], [-2.0, 0.0]]))
+    assert torch.allclose(y.squeeze(1), torch.tensor([0.5, 1.0, 0.0]), atol=1 / 255)
+
+
+def test_loading_with_other_settings_fails_loudly():
+    quantized = quantize_model(small_model(), activations="static", calibration=batches())
+    with pytest.raises(RuntimeError, match="input_range"):
+        load_quantized_model(small_model(), quantized.state_dict(), activations=None)
+    with pytest.raises(RuntimeError, match="codes"):
+        load_quantized_model(small_model(), quantized.state_dict(), num_bits=4, activations="static")
+
+
+def test_bad_model_quantization_arguments():
+    model = small_model()
+    with pytest.raises(ValueError, match="activations"):
+        quantize_model(model, activations="int8")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_model(model, activations="static")
+    with pytest.raises(ValueError, match="calibration"):
+        quantize_model(model, calibration=batches())
+    with pytest.raises(ValueError, match="axis"):
+        quantize_model(model, axis=1)
+    with pytest.raises(ValueError, match="num_bits"):
+        quantize_model(model, num_bits=9)
+    with pytest.raises(ValueError, match="num_bits"):
+        quantize_model(model, activation_bits=1)
+    with pytest.raises(TypeError, match="model"):
+        quantize_model("model")
+    with pytest.raises(ValueError, match="skip"):
+        quantize_model(model, skip=["classifier"])
+    with pytest.raises(ValueError, match="at least one"):
+        quantize_model(nn.Sequential(nn.ReLU()))
+    with pytest.raises(ValueError, match="batches"):
+        input_ranges(model, [])
+    with pytest.raises(ValueError, match="batches"):
+        input_ranges(model, [torch.ones(2, 1, 6, 6)])
+    with pytest.raises(TypeError, match="layer"):
+        QuantizedLayer(nn.ReLU())
+    with pytest.raises(ValueError, match="input_range"):
+        QuantizedLayer.from_float(nn.Linear(2, 2), activations="static")
+    with pytest.raises(ValueError, match="input_range"):
+        QuantizedLayer.from_float(nn.Linear(2, 2), activations="static", input_range=torch.tensor([1.0, 0.0]))

@@ -32,11 +32,30 @@ bit. (Dividing instead changes the last bit of about one product in :math:`10^5`
 the product sits on a :math:`k + 1/2` tie. PyTorch's ``quantize_per_tensor``/``quantize_per_channel``
 round :math:`x \cdot (1/s) + z` in one fused multiply-add, which differs from the above by one code on
 such ties, a few values in a million, when :math:`z \neq 0`.)
+
+**Whole models.** :func:`quantize_model` replaces every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d`` by a
+:class:`QuantizedLayer` that stores int8 (or fewer-bit) weight codes with one scale per output channel, and
+optionally quantizes the layer's input too, so that the product could run in integers
+(:func:`integer_linear` shows the arithmetic):
+
+* ``activations=None``: *weight-only*; the input and the arithmetic stay in float;
+* ``activations="dynamic"``: *dynamic* post-training quantization; the input's range is measured on every
+  batch, at run time, so no data is needed beforehand (PyTorch's ``quantize_dynamic``);
+* ``activations="static"``: *static* post-training quantization; the input's range :math:`[m_-, m_+]` of
+  every layer is measured once on calibration batches (:func:`input_ranges`) and stored with the
+  weights, so that the integer pipeline needs no float statistics at run time.
+
+Inputs use unsigned affine codes (``quint8`` for 8 bits), weights signed symmetric ones. The layer computes
+with the dequantized values :math:`\hat x, \hat W` in float32, which equals the integer computation up to
+float rounding; it is a faithful *simulation*, smaller on disk but not faster (a real speed-up needs integer
+kernels, as PyTorch's ``torch.ao.nn.quantized`` modules have). Quantization-aware training, which trains
+through this simulation, is in ``mmtutor.compress.qat``.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
@@ -44,7 +63,9 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["QuantizedTensor", "qrange", "choose_qparams", "quantize_tensor", "dequantize", "fake_quantize",
-           "pack_int4", "unpack_int4", "QuantizedLinear", "quantize_linear_weights"]
+           "integer_linear", "pack_int4", "unpack_int4", "QuantizedLinear", "quantize_linear_weights",
+           "QUANTIZABLE_TYPES", "ACTIVATION_MODES", "quantize_activation", "input_ranges", "QuantizedLayer",
+           "quantize_model", "load_quantized_model"]
 
 _EPS = torch.finfo(torch.float32).eps
 
@@ -94,6 +115,17 @@ def _check_axis(axis, ndim: int) -> int | None:
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis must be in [{-ndim}, {ndim - 1}] for a tensor with {ndim} dimensions, got {axis}")
     return axis % ndim
+
+
+def _check_module_names(name: str, value, model: nn.Module) -> set[str]:
+    """``value`` as a set of module names of ``model`` (as in ``model.named_modules()``), or a clear error."""
+    if isinstance(value, str) or not hasattr(value, "__iter__"):
+        raise TypeError(f"{name} must be a collection of module names, got {_describe(value)}")
+    value = set(value)
+    unknown = sorted(value - {module_name for module_name, _ in model.named_modules()})
+    if unknown:
+        raise ValueError(f"{name} must name modules of model, got unknown names {unknown}")
+    return value
 
 
 def qrange(num_bits: int = 8, symmetric: bool = True) -> tuple[int, int]:
@@ -314,6 +346,33 @@ def fake_quantize(x: torch.Tensor, num_bits: int = 8, symmetric: bool = True, ax
     return x_hat + (x - x.detach()) * inside
 
 
+def integer_linear(x: QuantizedTensor, weight: QuantizedTensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    r"""A linear layer computed the way an integer kernel does: int32 accumulation, one float rescale per output.
+
+    With an input quantized per tensor, :math:`x = s_x (q_x - z_x)`, and weights quantized symmetrically per
+    output channel, :math:`W_{j\cdot} = s_j Q_{j\cdot}`,
+
+    .. math:: y_{ij} = s_x\, s_j \sum_k (q_{x,ik} - z_x)\, Q_{jk} + b_j ,
+
+    where the sum runs over int32 (exact: no rounding until the final rescale). ``x`` is ``(N, in)``, per tensor;
+    ``weight`` is ``(out, in)``, symmetric, per tensor or per output channel (``axis=0``). The result equals
+    ``F.linear(dequantize(x), dequantize(weight), bias)`` up to float32 rounding.
+    """
+    for name, q in (("x", x), ("weight", weight)):
+        if not isinstance(q, QuantizedTensor) or q.codes.ndim != 2:
+            raise TypeError(f"{name} must be a 2-D QuantizedTensor from quantize_tensor, got {_describe(q)}")
+    if x.axis is not None:
+        raise ValueError(f"x must be quantized per tensor (axis=None), got axis={x.axis}")
+    if not weight.symmetric or weight.axis not in (None, 0):
+        raise ValueError("weight must be quantized symmetrically, per tensor or per output channel (axis=0), got "
+                         f"symmetric={weight.symmetric}, axis={weight.axis}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"x must have {weight.shape[1]} features to match weight, got {x.shape[1]}")
+    accumulator = (x.codes.to(torch.int32) - x.zero_point.to(torch.int32)) @ weight.codes.to(torch.int32).T
+    y = accumulator.float() * (x.scale * weight.scale)
+    return y if bias is None else y + bias
+
+
 # --------------------------------------------------------------------------------------------------
 # two 4-bit codes per byte
 # --------------------------------------------------------------------------------------------------
@@ -480,13 +539,7 @@ def quantize_linear_weights(model: nn.Module, num_bits: int = 8, axis: int | Non
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
-    if isinstance(skip, str) or not hasattr(skip, "__iter__"):
-        raise TypeError(f"skip must be a collection of module names, got {_describe(skip)}")
-    skip = set(skip)
-    names = {name for name, _ in model.named_modules()}
-    unknown = sorted(skip - names)
-    if unknown:
-        raise ValueError(f"skip must name modules of model, got unknown names {unknown}")
+    skip = _check_module_names("skip", skip, model)
     model = copy.deepcopy(model)
     targets = [name for name, module in model.named_modules() if type(module) is nn.Linear and name not in skip]
     if not targets:
@@ -499,3 +552,257 @@ def quantize_linear_weights(model: nn.Module, num_bits: int = 8, axis: int | Non
         parent = model.get_submodule(parent_name)
         setattr(parent, child, QuantizedLinear.from_linear(getattr(parent, child), **settings))
     return model
+
+
+# --------------------------------------------------------------------------------------------------
+# whole models: weight-only, dynamic and static post-training quantization
+# --------------------------------------------------------------------------------------------------
+
+#: The layer types :func:`quantize_model` quantizes.
+QUANTIZABLE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+
+#: How a :class:`QuantizedLayer` treats its input: kept in float, quantized per batch, or with a stored range.
+ACTIVATION_MODES = (None, "dynamic", "static")
+
+
+def _check_activations(activations):
+    if activations not in ACTIVATION_MODES:
+        raise ValueError(f"activations must be one of {list(ACTIVATION_MODES)}, got {activations!r}")
+    return activations
+
+
+def _check_weight_axis(axis):
+    if axis is not None and (isinstance(axis, bool) or axis != 0):
+        raise ValueError(f"axis must be 0 (one scale per output channel) or None (one per tensor), got {axis!r}")
+    return axis
+
+
+def quantize_activation(x: torch.Tensor, num_bits: int = 8, input_range: torch.Tensor | None = None) -> torch.Tensor:
+    """Fake-quantize an activation with unsigned affine codes, per tensor (gradient passed straight through).
+
+    With ``input_range`` (a tensor ``[m_-, m_+]``) the scale and zero point are those of that range, and
+    values beyond it are clipped (static quantization); without it they come from ``x`` itself, batch by
+    batch (dynamic quantization).
+    """
+    if input_range is None:
+        return fake_quantize(x, num_bits, symmetric=False)
+    scale, zero_point = choose_qparams(input_range, num_bits, symmetric=False)
+    return fake_quantize(x, num_bits, symmetric=False, scale=scale, zero_point=zero_point)
+
+
+def _check_model(model) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")
+    return model
+
+
+def _targets(model: nn.Module, skip) -> list[str]:
+    """Names of the layers of ``model`` to quantize: exact ``QUANTIZABLE_TYPES``, not in ``skip``."""
+    skip = _check_module_names("skip", skip, model)
+    targets = [name for name, module in model.named_modules()
+               if type(module) in QUANTIZABLE_TYPES and name not in skip]
+    if not targets:
+        raise ValueError("model must contain at least one nn.Linear, nn.Conv1d or nn.Conv2d layer to quantize "
+                         "(outside skip), found none")
+    if targets == [""]:
+        raise ValueError("model must contain the layers to quantize, got a bare layer; wrap it in nn.Sequential")
+    return targets
+
+
+def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name), child, module)
+
+
+@torch.no_grad()
+def input_ranges(model: nn.Module, batches: Iterable, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Calibration: the smallest and largest input value each layer sees over ``batches``.
+
+    ``batches`` yields tuples ``(*inputs, target)`` as the data loaders do (the target is ignored); the
+    model runs on them in eval mode. Returns ``{layer name: tensor([m_-, m_+])}`` for ``layers`` (by default
+    every ``nn.Linear``, ``nn.Conv1d`` and ``nn.Conv2d``): the min-max observer of static quantization.
+    """
+    model = _check_model(model)
+    layers = _targets(model, ()) if layers is None else list(layers)
+    ranges: dict[str, torch.Tensor] = {}
+
+    def observe(name):
+        def hook(_module, args):
+            low, high = torch.aminmax(args[0].detach().float())
+            old = ranges.get(name)
+            ranges[name] = (torch.stack([low, high]) if old is None
+                            else torch.stack([torch.minimum(old[0], low), torch.maximum(old[1], high)]))
+        return hook
+
+    handles = [model.get_submodule(name).register_forward_pre_hook(observe(name)) for name in layers]
+    was_training = model.training
+    model.eval()
+    try:
+        count = 0
+        for batch in batches:
+            if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+                raise ValueError("batches must yield tuples (*inputs, target) as the data loaders do, "
+                                 f"got {_describe(batch)}")
+            model(*batch[:-1])
+            count += 1
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    if count == 0:
+        raise ValueError("batches must yield at least one batch, got none")
+    return ranges
+
+
+class QuantizedLayer(nn.Module):
+    r"""An ``nn.Linear``, ``nn.Conv1d`` or ``nn.Conv2d`` with integer weight codes, optionally quantized inputs.
+
+    .. math:: y = \mathrm{op}(\hat x, \hat W) + b, \qquad \hat W_{c\cdots} = s_c\, Q_{c\cdots},
+              \qquad \hat x = s_x\big(\mathrm{clip}(\mathrm{round}(x/s_x) + z_x) - z_x\big),
+
+    with ``op`` the layer's linear map or convolution, symmetric weight codes :math:`Q` with one scale per
+    output channel :math:`c` (``axis=0``) or one per tensor (``axis=None``), and :math:`\hat x = x` when
+    ``activations`` is ``None``. Its ``state_dict`` is the honest artefact: ``codes`` (``int8``, or two
+    4-bit codes per byte when ``num_bits`` :math:`\le 4`), ``scale`` (float32), ``bias`` (float32) and, for
+    static quantization, ``input_range`` (float32 :math:`[m_-, m_+]`, from which :math:`s_x, z_x` follow
+    as in :func:`choose_qparams`).
+
+    Build one from a float layer with :meth:`from_float`; ``QuantizedLayer(layer, ...)`` alone makes an
+    empty one of the same shape, ready for ``load_state_dict``.
+    """
+
+    def __init__(self, layer: nn.Module, num_bits: int = 8, axis: int | None = 0, activations: str | None = None,
+                 activation_bits: int = 8):
+        super().__init__()
+        if type(layer) not in QUANTIZABLE_TYPES:
+            raise TypeError(f"layer must be an nn.Linear, nn.Conv1d or nn.Conv2d, got {_describe(layer)}")
+        if isinstance(layer, nn.modules.conv._ConvNd) and layer.padding_mode != "zeros":
+            raise ValueError(f"layer must pad with zeros, got padding_mode={layer.padding_mode!r}")
+        self.kind = type(layer).__name__
+        self.weight_shape = tuple(layer.weight.shape)
+        self.conv_args = ({} if self.kind == "Linear" else
+                          {"stride": layer.stride, "padding": layer.padding, "dilation": layer.dilation,
+                           "groups": layer.groups})
+        self.num_bits = _check_num_bits(num_bits)
+        self.axis = _check_weight_axis(axis)
+        self.activations = _check_activations(activations)
+        self.activation_bits = _check_num_bits(activation_bits)
+        self.packed = self.num_bits <= 4
+        numel = layer.weight.numel()
+        self.register_buffer("codes", torch.zeros((numel + 1) // 2, dtype=torch.uint8) if self.packed
+                             else torch.zeros(self.weight_shape, dtype=torch.int8))
+        self.register_buffer("scale", torch.ones(self.weight_shape[0] if axis == 0 else ()))
+        self.register_buffer("bias", None if layer.bias is None else torch.zeros(self.weight_shape[0]))
+        if activations == "static":
+            self.register_buffer("input_range", torch.zeros(2))
+
+    @classmethod
+    def from_float(cls, layer: nn.Module, num_bits: int = 8, axis: int | None = 0, activations: str | None = None,
+                   activation_bits: int = 8, input_range: torch.Tensor | None = None) -> "QuantizedLayer":
+        """Quantize the weights of ``layer`` with :func:`quantize_tensor`; copy its bias (and ``input_range``)."""
+        quantized = cls(layer, num_bits, axis, activations, activation_bits)
+        if (activations == "static") != (input_range is not None):
+            raise ValueError("input_range must be given exactly when activations='static', got "
+                             f"activations={activations!r} and input_range={_describe(input_range)}")
+        q = quantize_tensor(layer.weight.detach().float(), num_bits, symmetric=True, axis=axis)
+        with torch.no_grad():
+            quantized.codes.copy_(pack_int4(q.codes) if quantized.packed else q.codes)
+            quantized.scale.copy_(q.scale)
+            if layer.bias is not None:
+                quantized.bias.copy_(layer.bias.detach())
+            if input_range is not None:
+                input_range = torch.as_tensor(input_range, dtype=torch.float32)
+                if input_range.shape != (2,) or not bool(input_range[0] <= input_range[1]):
+                    raise ValueError(f"input_range must be a tensor [low, high] with low <= high, got {input_range}")
+                quantized.input_range.copy_(input_range)
+        return quantized.to(layer.weight.device)
+
+    def weight_codes(self) -> torch.Tensor:
+        """The integer codes :math:`Q`, shaped like the float weight (unpacked)."""
+        if self.packed:
+            numel = int(torch.Size(self.weight_shape).numel())
+            return unpack_int4(self.codes, numel, signed=True).reshape(self.weight_shape)
+        return self.codes
+
+    def dequantized_weight(self) -> torch.Tensor:
+        r"""The float32 weight :math:`\hat W` that the codes stand for."""
+        return _broadcast(self.scale, self.axis, len(self.weight_shape)) * self.weight_codes().float()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.activations is not None:
+            x = quantize_activation(x, self.activation_bits,
+                                    self.input_range if self.activations == "static" else None)
+        weight = self.dequantized_weight().to(x.dtype)
+        if self.kind == "Linear":
+            return F.linear(x, weight, self.bias)
+        conv = F.conv1d if self.kind == "Conv1d" else F.conv2d
+        return conv(x, weight, self.bias, **self.conv_args)
+
+    def extra_repr(self) -> str:
+        return (f"{self.kind}{self.weight_shape}, num_bits={self.num_bits}, axis={self.axis}, "
+                f"activations={self.activations!r}, activation_bits={self.activation_bits}")
+
+
+def quantize_model(model: nn.Module, num_bits: int = 8, axis: int | None = 0, activations: str | None = None,
+                   activation_bits: int = 8, calibration: Iterable | None = None, skip=()) -> nn.Module:
+    """Post-training quantization: a copy of ``model`` whose linear and convolution layers are :class:`QuantizedLayer`.
+
+    The result's ``state_dict`` round-trips through a safetensors file: rebuild it with
+    :func:`load_quantized_model` and the same settings.
+
+    Parameters
+    ----------
+    model : nn.Module
+        A trained float model (not modified). Every submodule whose type is exactly ``nn.Linear``,
+        ``nn.Conv1d`` or ``nn.Conv2d`` is replaced, except those named in ``skip``; other modules (batch
+        normalisation, activations, pooling) stay in float.
+    num_bits : int
+        Bits of the weight codes, 2 to 8 (symmetric; two codes per byte at 4 bits or fewer).
+    axis : 0 or None
+        One weight scale per output channel, or one per layer.
+    activations : {None, "dynamic", "static"}
+        Leave inputs in float (weight-only), quantize them with each batch's range, or with the ranges
+        measured on ``calibration`` (:func:`input_ranges`).
+    activation_bits : int
+        Bits of the input codes (unsigned, affine), 2 to 8.
+    calibration : iterable of batches, optional
+        Batches ``(*inputs, target)``, as the data loaders yield; required exactly when
+        ``activations="static"``.
+    skip : collection of str
+        Names of layers to keep in float (as in ``model.named_modules()``).
+
+    Returns
+    -------
+    nn.Module
+        The quantized copy, in eval mode.
+    """
+    model = _check_model(model)
+    _check_num_bits(num_bits), _check_num_bits(activation_bits)
+    _check_weight_axis(axis), _check_activations(activations)
+    targets = _targets(model, skip)
+    if (activations == "static") != (calibration is not None):
+        raise ValueError("calibration must be given exactly when activations='static', got "
+                         f"activations={activations!r} and calibration={_describe(calibration)}")
+    ranges = input_ranges(model, calibration, targets) if activations == "static" else {}
+    quantized = copy.deepcopy(model)
+    for name in targets:
+        _replace(quantized, name, QuantizedLayer.from_float(quantized.get_submodule(name), num_bits, axis,
+                                                            activations, activation_bits, ranges.get(name)))
+    return quantized.eval()
+
+
+def load_quantized_model(model: nn.Module, state_dict, num_bits: int = 8, axis: int | None = 0,
+                         activations: str | None = None, activation_bits: int = 8, skip=()) -> nn.Module:
+    """Rebuild a model made by :func:`quantize_model` from its ``state_dict`` (e.g. read from a safetensors file).
+
+    ``model`` is a float model of the same architecture (its weights are not used); the settings must be
+    those the quantized model was made with, or ``load_state_dict`` reports the mismatch.
+    """
+    model = _check_model(model)
+    targets = _targets(model, skip)
+    skeleton = copy.deepcopy(model)
+    for name in targets:
+        _replace(skeleton, name, QuantizedLayer(skeleton.get_submodule(name), num_bits, axis, activations,
+                                                activation_bits))
+    skeleton.load_state_dict(state_dict)
+    return skeleton.eval()
