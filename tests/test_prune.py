@@ -11,9 +11,11 @@ from hypothesis import strategies as st
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from mmtutor.compress.prune import (PRUNABLE_TYPES, apply_masks, channel_norms, channels_to_keep,
-                                    keep_pruned_at_zero, prunable_parameters, prune_channels, prune_linear_neurons,
-                                    prune_magnitude, sparsity_report)
+from mmtutor.compress.prune import (PRUNABLE_TYPES, apply_masks, attention_layers, avdigits_architecture,
+                                    avdigits_layer_pairs, channel_norms, heads_switched_off, channels_to_keep, keep_pruned_at_zero,
+                                    load_avdigits_classifier, prunable_parameters, prune_attention_heads,
+                                    prune_avdigits_classifier, prune_channels, prune_linear_neurons,
+                                    prune_magnitude, save_avdigits_classifier, sparsity_report)
 from mmtutor.models.avdigits import avdigits_classifier
 from mmtutor.train import fit
 
@@ -300,3 +302,161 @@ def test_bad_layer_pairs():
         prune_channels(model, [("0", "2")], 0.5, p=3)
     with pytest.raises(ValueError, match="norm"):
         prune_channels(ConvNet(), [("image.0", "image.2", "image.3")], 0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# consumers that read a concatenation; the whole AV-digits fusion classifier
+# --------------------------------------------------------------------------------------------------
+
+class TwoBranches(nn.Module):
+    """Two linear branches whose outputs are concatenated and read by one joint layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.joint, self.head = nn.Linear(5, 8), nn.Linear(4, 6), nn.Linear(14, 7), nn.Linear(7, 2)
+
+    def forward(self, x, y):
+        h = torch.cat([torch.relu(self.a(x)), torch.tanh(self.b(y))], dim=-1)
+        return self.head(torch.relu(self.joint(h)))
+
+
+def masked_with_blocks(model: nn.Module, pairs, amount: float, p: int = 2) -> nn.Module:
+    """The original with the consumers' input columns of pruned channels zeroed (torch's masks decide)."""
+    reference = copy.deepcopy(model)
+    for pair in pairs:
+        consumer = pair[-1] if isinstance(pair[-1], tuple) else (pair[-1], 0, None)
+        producer, layer = reference.get_submodule(pair[0]), reference.get_submodule(consumer[0])
+        mask = torch_prune.ln_structured(copy.deepcopy(producer), "weight", amount, n=p, dim=0).weight_mask
+        channel_kept = mask.reshape(len(mask), -1).any(dim=1)
+        start, stop = consumer[1], consumer[2] if consumer[2] is not None else layer.weight.shape[1]
+        columns = channel_kept.repeat_interleave((stop - start) // len(channel_kept))
+        with torch.no_grad():
+            layer.weight[:, start:stop] *= columns.reshape([1, -1] + [1] * (layer.weight.ndim - 2))
+    return reference
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000), amount=st.floats(0.0, 0.8), p=st.sampled_from([1, 2]))
+def test_a_consumer_of_a_concatenation_loses_the_right_block_columns(seed, amount, p):
+    torch.manual_seed(seed)
+    model = TwoBranches()
+    pairs = [("a", ("joint", 0, 8)), ("b", ("joint", 8, 14)), ("joint", "head")]
+    pruned = prune_channels(model, pairs, amount, p)
+    ha, hb, hj = (n - round(amount * n) for n in (8, 6, 7))
+    assert pruned.joint.weight.shape == (hj, ha + hb) and pruned.head.in_features == hj
+    x, y = torch.randn(6, 5), torch.randn(6, 4)
+    assert torch.allclose(pruned(x, y), masked_with_blocks(model, pairs, amount, p)(x, y), atol=1e-5)
+
+
+def test_bad_blocks():
+    model = TwoBranches()
+    with pytest.raises(ValueError, match="block"):
+        prune_channels(model, [("a", ("joint", 8, 20))], 0.5)
+    with pytest.raises(ValueError, match="reads 6 inputs"):
+        prune_channels(model, [("a", ("joint", 8, 14))], 0.5)
+    with pytest.raises(ValueError, match="consumer must be"):
+        prune_channels(model, [("a", ("joint", 0.0, 8))], 0.5)
+
+
+@settings(max_examples=6, deadline=None)
+@given(seed=st.integers(0, 10_000), amount=st.sampled_from([0.25, 0.5, 0.625, 0.75]))
+def test_pruned_fusion_classifier_is_the_smaller_architecture_and_computes_the_masked_function(seed, amount):
+    torch.manual_seed(seed)
+    model = avdigits_classifier("intermediate", dim=32, hidden=24).eval()
+    pruned = prune_avdigits_classifier(model, amount)
+    architecture = avdigits_architecture(pruned)
+    k = lambda n: n - round(amount * n)  # noqa: E731
+    assert architecture == {"style": "intermediate", "dim": k(32), "hidden": k(24), "num_classes": 10,
+                            "image_channels": (k(16), k(32)), "audio_channels": (k(64), k(64))}
+    empty = avdigits_classifier(**architecture)
+    assert parameters(empty) == parameters(pruned) < parameters(model)
+    empty.load_state_dict(pruned.state_dict())                                  # same names and shapes
+    images, log_mel = torch.rand(3, 1, 8, 8), torch.rand(3, 32, 96)
+    reference = masked_with_blocks(model, avdigits_layer_pairs(model), amount)
+    assert torch.allclose(pruned(images, log_mel), reference(images, log_mel), atol=1e-5)
+
+
+def test_pruned_fusion_classifier_round_trips_through_a_file(tmp_path):
+    torch.manual_seed(0)
+    pruned = prune_avdigits_classifier(avdigits_classifier("intermediate", dim=32, hidden=32).eval(), 0.5)
+    path = save_avdigits_classifier(pruned, tmp_path / "pruned.safetensors")
+    loaded = load_avdigits_classifier(path)
+    images, log_mel = torch.rand(4, 1, 8, 8), torch.rand(4, 32, 96)
+    with torch.no_grad():
+        assert torch.equal(pruned(images, log_mel), loaded(images, log_mel))
+    with pytest.raises(ValueError, match="path"):
+        load_avdigits_classifier(tmp_path / "missing.safetensors")
+    save_checkpoint_without_architecture = tmp_path / "plain.safetensors"
+    from safetensors.torch import save_file
+    save_file({"w": torch.zeros(1)}, str(save_checkpoint_without_architecture))
+    with pytest.raises(ValueError, match="architecture"):
+        load_avdigits_classifier(save_checkpoint_without_architecture)
+
+
+def test_fusion_helpers_reject_other_models():
+    with pytest.raises(ValueError, match="intermediate-fusion"):
+        prune_avdigits_classifier(avdigits_classifier("late"), 0.5)
+    with pytest.raises(TypeError, match="model"):
+        avdigits_layer_pairs("model")
+    uneven = avdigits_classifier("intermediate", dim=16, hidden=16)
+    uneven = prune_channels(uneven, [("encoders.0.out", "fusion.projections.0.0")], 0.5)
+    with pytest.raises(ValueError, match="one embedding width"):
+        avdigits_architecture(uneven)
+
+
+# --------------------------------------------------------------------------------------------------
+# attention heads
+# --------------------------------------------------------------------------------------------------
+
+def tiny_bert(seed: int = 0):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=16)
+    return BertModel(config).eval()
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 1000), removed=st.lists(st.sets(st.integers(0, 3), max_size=3), min_size=2, max_size=2))
+def test_removing_heads_equals_zeroing_their_output_columns(seed, removed):
+    model = tiny_bert(seed)
+    heads = {layer: sorted(r) for layer, r in enumerate(removed)}
+    pruned = prune_attention_heads(model, heads)
+    reference = copy.deepcopy(model)
+    with torch.no_grad():
+        for layer, r in heads.items():
+            for h in r:
+                reference.encoder.layer[layer].attention.output.dense.weight[:, 8 * h:8 * (h + 1)] = 0
+    ids = torch.randint(0, 50, (3, 7))
+    mask = torch.ones_like(ids)
+    mask[0, 5:] = 0
+    with torch.no_grad():
+        out, expected = pruned(ids, attention_mask=mask).last_hidden_state, \
+            reference(ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(out, expected, atol=1e-5)
+    removed_count = sum(len(r) for r in removed)
+    assert parameters(model) - parameters(pruned) == removed_count * (3 * (32 * 8 + 8) + 32 * 8)
+    assert [a.num_attention_heads for a in (pruned.encoder.layer[i].attention.self for i in (0, 1))] == \
+        [4 - len(r) for r in removed]
+    assert len(attention_layers(model)) == 2
+    state = copy.deepcopy(model.state_dict())
+    with torch.no_grad(), heads_switched_off(model, heads):
+        switched_off = model(ids, attention_mask=mask).last_hidden_state
+    assert torch.allclose(switched_off, expected, atol=1e-5)
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())    # restored
+
+
+def test_bad_heads():
+    model = tiny_bert()
+    for heads, error, message in [({0: [0, 1, 2, 3]}, ValueError, "keep at least one"),
+                                  ({2: [0]}, ValueError, "layer indices"), ({0: [4]}, ValueError, "heads\\[0\\]"),
+                                  ({0: [1, 1]}, ValueError, "distinct"), ([0], TypeError, "heads must be a dict"),
+                                  ({0: 1}, TypeError, "heads\\[0\\]")]:
+        with pytest.raises(error, match=message):
+            prune_attention_heads(model, heads)
+    with pytest.raises(ValueError, match="self-attention"):
+        prune_attention_heads(nn.Sequential(nn.Linear(2, 2)), {0: [0]})
+    for heads, error in [({0: [4]}, ValueError), ({5: [0]}, ValueError), ([1], TypeError)]:
+        with pytest.raises(error, match="heads"), heads_switched_off(model, heads):
+            pass
