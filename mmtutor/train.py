@@ -88,7 +88,8 @@ def evaluate(model: nn.Module, loader, loss_fn=None) -> dict:
 def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 20, lr: float = 1e-3,
         weight_decay: float = 0.0, l1: float = 0.0, optimizer: torch.optim.Optimizer | None = None,
         loss_fn=None, schedule: str | None = "cosine", patience: int | None = None,
-        checkpoint: str | Path | None = None, progress: bool = True, desc: str = "training") -> History:
+        checkpoint: str | Path | None = None, progress: bool = True, desc: str = "training",
+        batch_loss=None) -> History:
     """Train ``model`` and return its :class:`History`; the model ends holding its best weights.
 
     Parameters
@@ -106,6 +107,11 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 20, lr
         Stop after this many epochs without a lower validation loss (needs ``val_loader``).
     checkpoint : path or None
         Where to save the best weights (safetensors), re-loadable with :func:`load_checkpoint`.
+    batch_loss : callable or None
+        ``batch_loss(model, inputs, target) -> (loss, logits)`` replaces ``loss_fn(model(*inputs), target)``
+        on training batches (validation still uses ``loss_fn``): how a loss that needs more than the logits
+        plugs in, such as distillation's, which also runs a teacher on the inputs
+        (:func:`mmtutor.compress.distill.distill`).
     """
     _check_model(model)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
@@ -132,8 +138,11 @@ def fit(model: nn.Module, train_loader, val_loader=None, *, epochs: int = 20, lr
         seen, loss_sum, correct = 0, 0.0, 0
         for batch in train_loader:
             inputs, target = _split_batch(batch)
-            logits = model(*inputs)
-            loss = loss_fn(logits, target)
+            if batch_loss is None:
+                logits = model(*inputs)
+                loss = loss_fn(logits, target)
+            else:
+                loss, logits = batch_loss(model, inputs, target)
             if l1 > 0:
                 loss = loss + l1 * sum(p.abs().sum() for n, p in model.named_parameters() if p.ndim > 1)
             optimizer.zero_grad(set_to_none=True)

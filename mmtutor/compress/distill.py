@@ -33,16 +33,13 @@ labels (the teacher is not even called), which makes the from-labels-only baseli
 
 from __future__ import annotations
 
-import copy
 import math
-import time
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
-from mmtutor.train import History, evaluate
+from mmtutor.train import History, fit
 
 __all__ = ["soft_targets", "distillation_loss", "distill"]
 
@@ -149,7 +146,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, train_loader, val_loa
     (the training loss when there is no ``val_loader``). The teacher's mode is restored afterwards.
 
     ``alpha=0`` trains on the labels only and never calls the teacher (``teacher`` may then be ``None``):
-    the baseline that tells what distillation adds. Each epoch's row holds ``train_loss`` (the mixed loss),
+    the baseline that tells what distillation adds. The loop is :func:`mmtutor.train.fit`'s, with the
+    distillation loss plugged in through its ``batch_loss``; the student is returned in eval mode. Each epoch's row holds ``train_loss`` (the mixed loss),
     ``train_accuracy``, ``lr`` and, with a ``val_loader``, ``val_loss`` and ``val_accuracy``.
     """
     if not isinstance(student, nn.Module):
@@ -165,54 +163,23 @@ def distill(student: nn.Module, teacher: nn.Module | None, train_loader, val_loa
     if schedule not in ("cosine", None):
         raise ValueError(f"schedule must be 'cosine' or None, got {schedule!r}")
 
-    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs) if schedule else None
+    def batch_loss(model: nn.Module, inputs, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(*inputs)
+        if alpha > 0:
+            with torch.no_grad():
+                teacher_logits = teacher(*inputs)
+        else:                                           # labels only: the soft term has weight 0
+            teacher_logits = logits.detach()
+        return distillation_loss(logits, teacher_logits, target, temperature, alpha), logits
+
     teacher_was_training = teacher.training if teacher is not None else False
     if teacher is not None:
         teacher.eval()
-    history, best_loss, best_state = History(), math.inf, None
-    start = time.perf_counter()
-    bar = tqdm(total=epochs, desc=desc, disable=not progress, mininterval=1.0, ncols=90)
     try:
-        for epoch in range(1, epochs + 1):
-            student.train()
-            seen, loss_sum, correct = 0, 0.0, 0
-            for batch in train_loader:
-                if not isinstance(batch, (tuple, list)) or len(batch) < 2:
-                    raise ValueError("each batch must be a tuple (*inputs, target) with at least one input")
-                *inputs, target = batch
-                logits = student(*inputs)
-                if alpha > 0:
-                    with torch.no_grad():
-                        teacher_logits = teacher(*inputs)
-                else:                                   # labels only: the soft term has weight 0
-                    teacher_logits = logits.detach()
-                loss = distillation_loss(logits, teacher_logits, target, temperature, alpha)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                loss_sum += loss.item() * len(target)
-                correct += int((logits.argmax(dim=-1) == target).sum())
-                seen += len(target)
-            row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
-                   "train_accuracy": correct / seen}
-            if scheduler is not None:
-                scheduler.step()
-            if val_loader is not None:
-                scores = evaluate(student, val_loader)
-                row.update(val_loss=scores["loss"], val_accuracy=scores["accuracy"])
-            history.epochs.append(row)
-            watched = row.get("val_loss", row["train_loss"])
-            if watched < best_loss:
-                best_loss, best_state, history.best_epoch = watched, copy.deepcopy(student.state_dict()), epoch
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", val_acc=f"{row.get('val_accuracy', float('nan')):.3f}",
-                            refresh=False)
-            bar.update(1)
+        history = fit(student, train_loader, val_loader, epochs=epochs, lr=lr, weight_decay=weight_decay,
+                      schedule=schedule, progress=progress, desc=desc, batch_loss=batch_loss)
     finally:
-        bar.close()
         if teacher is not None:
             teacher.train(teacher_was_training)
-    student.load_state_dict(best_state)
     student.eval()
-    history.seconds = time.perf_counter() - start
     return history
