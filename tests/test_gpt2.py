@@ -149,6 +149,40 @@ def test_answer_on_topic():
         g.answer_on_topic("x", [])
 
 
+def _dialogue(topic, question, answer, keyword, language="en"):
+    return {"id": f"{language}-{topic}", "language": language, "topic": topic,
+            "turns": [{"speaker": "user", "text": question},
+                      {"speaker": "assistant", "text": answer, "keywords": [keyword]}]}
+
+
+def test_keyword_retriever_picks_rare_shared_words():
+    corpus = [_dialogue("quantization", "What is int8 quantization?", "It stores int8 codes.", "int8"),
+              _dialogue("pruning", "What is magnitude pruning?", "It zeroes small weights.", "weights"),
+              _dialogue("audio", "什么是梅尔频谱？", "梅尔频谱按人耳的音高刻度汇总能量。", "梅尔", "zh")]
+    retriever = g.KeywordRetriever(corpus)
+    # "what" and "is" are in two of three documents (low weight); "pruning" only in one
+    assert retriever.answer("What is pruning for?") == "It zeroes small weights."
+    assert retriever.answer("Why int8?") == "It stores int8 codes."
+    assert retriever.answer("梅尔频谱有什么用？") == "梅尔频谱按人耳的音高刻度汇总能量。"
+    # the earlier turns count too
+    assert retriever.answer("And why?", context=[("user", "Tell me about quantization")]) == "It stores int8 codes."
+    assert math.isclose(retriever.idf["pruning"], math.log(3)) and math.isclose(retriever.idf["what"], math.log(1.5))
+    rows = retriever.on_topic_report(corpus[:2], g.topic_keywords(corpus))
+    assert [r["topic_match"] for r in rows] == [True, True] and [r["reference"] for r in rows] == [True, True]
+
+
+def test_keyword_retriever_bad_input():
+    with pytest.raises(TypeError, match="dialogues"):
+        g.KeywordRetriever("not dialogues")
+    with pytest.raises(ValueError, match="dialogues"):
+        g.KeywordRetriever([])
+    retriever = g.KeywordRetriever(load_dialogues("val"))
+    with pytest.raises(ValueError, match="question"):
+        retriever.answer("  ")
+    with pytest.raises(TypeError, match="topic_terms"):
+        retriever.on_topic_report(load_dialogues("val")[:1], ["int8"])
+
+
 def test_config_bad_input():
     with pytest.raises(ValueError, match="n_embd"):
         g.small_gpt2_config(100, n_embd=30, n_head=4)

@@ -39,7 +39,7 @@ from mmtutor.runtime import _check_int
 __all__ = ["USER_TOKEN", "ASSISTANT_TOKEN", "DIALOGUE_LR", "DialogueExample", "LMHistory", "build_dialogue_tokenizer",
            "small_gpt2_config", "build_gpt2", "format_turns", "encode_dialogue", "build_lm_dataset",
            "pack_examples", "collate_lm", "train_lm", "perplexity", "check_prompt", "generate_ids", "generate_reply",
-           "answer_on_topic", "topic_keywords", "on_topic_report", "train_dialogue_model"]
+           "answer_on_topic", "topic_keywords", "on_topic_report", "KeywordRetriever", "train_dialogue_model"]
 
 USER_TOKEN = "<user>"
 ASSISTANT_TOKEN = "<assistant>"
@@ -462,20 +462,80 @@ def topic_keywords(dialogues) -> dict[str, list[str]]:
 def on_topic_report(model, tokenizer, dialogues, topic_terms: dict, max_new_tokens: int = 64) -> list[dict]:
     """Answer every question of ``dialogues`` greedily (with the dialogue's earlier turns as history) and
     score the answer two ways: ``reference`` (it shares a key term with the reference answer, see
-    :func:`answer_on_topic`) and ``topic`` (it shares a key term with the reference answer or with
+    :func:`answer_on_topic`) and ``topic_match`` (it shares a key term with the reference answer or with
     ``topic_terms[topic]``, e.g. from :func:`topic_keywords` of the training split). One dict per question."""
+    return _score_answers(lambda question, context: generate_reply(model, tokenizer, question, context,
+                                                                   max_new_tokens=max_new_tokens),
+                          dialogues, topic_terms)
+
+
+def _score_answers(answer_fn, dialogues, topic_terms: dict) -> list[dict]:
+    """The rows of :func:`on_topic_report` for answers from ``answer_fn(question, context)``."""
     from mmtutor.data.dialogue import qa_pairs
 
+    if not isinstance(topic_terms, dict):
+        raise TypeError(f"topic_terms must be a dict topic -> list of key terms, got {_describe(topic_terms)}")
     rows = []
     for dialogue in dialogues:
         terms = topic_terms.get(dialogue["topic"], [])
         for qa in qa_pairs([dialogue]):
-            answer = generate_reply(model, tokenizer, qa.question, qa.context, max_new_tokens=max_new_tokens)
+            answer = answer_fn(qa.question, qa.context)
             rows.append({"language": dialogue["language"], "topic": dialogue["topic"], "question": qa.question,
                          "answer": answer, "keywords": qa.keywords,
                          "reference": answer_on_topic(answer, qa.keywords),
                          "topic_match": answer_on_topic(answer, list(qa.keywords) + list(terms))})
     return rows
+
+
+def _terms(text: str) -> set[str]:
+    """Lower-cased Latin words and digits, and pairs of adjacent CJK characters (Chinese has no spaces)."""
+    import re
+
+    text = text.casefold()
+    cjk = [c for c in text if "\u4e00" <= c <= "\u9fff"]
+    return set(re.findall(r"[a-z0-9]+", text)) | {a + b for a, b in zip(cjk, cjk[1:])}
+
+
+class KeywordRetriever:
+    r"""A baseline with no neural network: answer with the training answer whose exchange shares the most
+    informative words with the question.
+
+    Every assistant turn of ``dialogues`` becomes a document, the set :math:`D` of the words of its question
+    and its answer (Latin words, and adjacent-character pairs for Chinese). A question :math:`q`, together
+    with the earlier turns of its dialogue, is matched to the document maximising
+    :math:`\sum_{w \in q \cap D} \log(N / n_w)`, where :math:`N` is the number of documents and :math:`n_w`
+    the number that contain :math:`w` (inverse document frequency: a word found everywhere, such as
+    *what*, counts for nothing); ties go to the earlier document. It tells how far the words of the
+    training corpus alone take a question-answering system, and so whether a test of "on topic" is fair.
+    """
+
+    def __init__(self, dialogues):
+        from mmtutor.data.dialogue import qa_pairs
+
+        if isinstance(dialogues, (dict, str)) or not hasattr(dialogues, "__iter__"):
+            raise TypeError(f"dialogues must be a list of dialogue dicts, got {_describe(dialogues)}")
+        pairs = qa_pairs(list(dialogues))
+        if not pairs:
+            raise ValueError("dialogues must contain at least one answered question")
+        self.answers = [qa.answer for qa in pairs]
+        self.documents = [_terms(qa.question + " " + qa.answer) for qa in pairs]
+        counts: dict[str, int] = {}
+        for document in self.documents:
+            for word in document:
+                counts[word] = counts.get(word, 0) + 1
+        self.idf = {word: math.log(len(pairs) / n) for word, n in counts.items()}
+
+    def answer(self, question: str, context=()) -> str:
+        """The best-matching training answer for ``question`` after the ``context`` turns."""
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"question must be a non-empty str, got {_describe(question)}")
+        query = _terms(" ".join([text for _, text in context] + [question]))
+        scores = [sum(self.idf[w] for w in query & document) for document in self.documents]
+        return self.answers[int(np.argmax(scores))]
+
+    def on_topic_report(self, dialogues, topic_terms: dict) -> list[dict]:
+        """The rows of :func:`on_topic_report`, for this retriever's answers."""
+        return _score_answers(self.answer, dialogues, topic_terms)
 
 
 # --------------------------------------------------------------------------------------------------
