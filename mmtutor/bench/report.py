@@ -235,7 +235,7 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         **{package: _version(package) for package in ("torch", "tensorflow", "transformers", "ai-edge-litert",
-                                                       "torchao", "numpy")},
+                                                       "scikit-learn", "numpy")},
         "date": datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat(),
     }
 
