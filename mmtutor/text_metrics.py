@@ -30,20 +30,14 @@ import numbers
 from collections import Counter
 from collections.abc import Sequence
 
+from mmtutor.runtime import _check_int  # the package's one integer validator (rejects bool and float)
+
 __all__ = ["ngrams", "modified_precision", "brevity_penalty", "bleu"]
 
 
 def _describe(value) -> str:
     text = f"{type(value).__name__}: {value!r}"
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _check_order(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {_describe(value)}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _tokens(name: str, sentence) -> list[str]:
@@ -57,7 +51,7 @@ def _tokens(name: str, sentence) -> list[str]:
 def ngrams(tokens, n: int) -> Counter:
     """The multiset of the ``n``-grams of ``tokens`` (a list of str), as a ``Counter`` of tuples."""
     tokens = _tokens("tokens", tokens)
-    n = _check_order("n", n)
+    n = _check_int("n", n, 1)
     return Counter(tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
@@ -83,7 +77,7 @@ def modified_precision(candidates, references, n: int) -> tuple[int, int]:
     """Clipped ``n``-gram matches and the number of candidate ``n``-grams, summed over the corpus:
     ``(numerator, denominator)`` of :math:`p_n` (see the module docstring)."""
     cands, refs = _check_corpus(candidates, references)
-    n = _check_order("n", n)
+    n = _check_int("n", n, 1)
     matched = total = 0
     for cand, cand_refs in zip(cands, refs):
         counts = ngrams(cand, n)
@@ -126,7 +120,7 @@ def bleu(candidates, references, max_n: int = 4) -> float:
         The longest n-gram order (4 for BLEU-4).
     """
     cands, refs = _check_corpus(candidates, references)
-    max_n = _check_order("max_n", max_n)
+    max_n = _check_int("max_n", max_n, 1)
     log_precision = 0.0
     for n in range(1, max_n + 1):
         matched, total = modified_precision(cands, refs, n)
