@@ -38,16 +38,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtutor.runtime import _check_int  # the package's one integer validator (rejects bool and float)
+from mmtutor.runtime import _check_int, _describe  # the package's shared validators
 
 __all__ = ["model_size_bytes", "shippable_tensors", "fixed_threads", "Timing", "LatencyComparison", "latency",
            "compare_latency", "cosine_fidelity", "agreement"]
-
-
-def _describe(value) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"a {value.dtype} {type(value).__name__} of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -41,15 +41,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from mmtutor.runtime import _describe
+
 __all__ = ["TIES", "retrieval_ranks", "recall_at_k", "chance_recall_at_k", "same_label_matrix"]
 
 TIES = ("expected", "optimistic", "pessimistic")
 """The ways :func:`retrieval_ranks` and :func:`recall_at_k` can treat equal scores."""
-
-
-def _describe(value) -> str:
-    text = f"{type(value).__name__}: {value!r}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_similarity(similarity) -> np.ndarray:

@@ -31,6 +31,17 @@ class NetworkAccessError(RuntimeError):
     """
 
 
+def _describe(value) -> str:
+    """How an error message names a value it received: dtype, kind and shape of a NumPy array or PyTorch
+    tensor (``a torch.float32 tensor of shape (2, 3)``), else its type and ``repr``, cut to 80 characters."""
+    if isinstance(value, np.ndarray) or (type(value).__module__.startswith("torch") and hasattr(value, "shape")
+                                         and hasattr(value, "dtype")):
+        kind = "array" if isinstance(value, np.ndarray) else "tensor"
+        return f"a {value.dtype} {kind} of shape {tuple(value.shape)}"
+    text = f"{type(value).__name__}: {value!r}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _check_int(name: str, value, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")

@@ -30,14 +30,9 @@ import numbers
 from collections import Counter
 from collections.abc import Sequence
 
-from mmtutor.runtime import _check_int  # the package's one integer validator (rejects bool and float)
+from mmtutor.runtime import _check_int, _describe  # the package's shared validators
 
 __all__ = ["ngrams", "modified_precision", "brevity_penalty", "bleu"]
-
-
-def _describe(value) -> str:
-    text = f"{type(value).__name__}: {value!r}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _tokens(name: str, sentence) -> list[str]:

@@ -69,3 +69,12 @@ def test_setup_notebook_reports_settings(monkeypatch):
 def test_import_tensorflow_returns_the_module():
     tf = runtime.import_tensorflow()
     assert tf.__name__ == "tensorflow" and runtime.import_tensorflow() is tf
+
+
+def test_describe_names_arrays_and_tensors_by_dtype_and_shape():
+    _describe = runtime._describe
+    assert _describe(np.zeros((2, 3), dtype=np.float32)) == "a float32 array of shape (2, 3)"
+    assert _describe(torch.zeros(4, dtype=torch.int64)) == "a torch.int64 tensor of shape (4,)"
+    assert _describe(3) == "int: 3"
+    long = _describe("x" * 200)
+    assert len(long) == 80 and long.startswith("str: 'xxx") and long.endswith("...")

@@ -42,18 +42,13 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from mmtutor.compress.prune import prunable_parameters
+from mmtutor.runtime import _describe
 
 __all__ = ["INITS", "SharedTensor", "initial_centroids", "lloyd_1d", "cluster_tensor", "share_weights",
            "shared_weight_bits", "tie_to_codebooks", "untie_codebooks"]
 
 #: The centroid initialisations of :func:`initial_centroids`.
 INITS = ("linear", "density", "random")
-
-
-def _describe(value) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"a {value.dtype} {type(value).__name__} of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_int_between(name: str, value, low: int, high: int, meaning: str) -> int:

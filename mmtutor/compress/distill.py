@@ -40,14 +40,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmtutor.train import History, fit
+from mmtutor.runtime import _describe
 
 __all__ = ["soft_targets", "distillation_loss", "distill"]
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_number(name: str, value, low: float, high: float, low_open: bool, high_open: bool,

@@ -40,18 +40,14 @@ import heapq
 
 import numpy as np
 
+from mmtutor.runtime import _describe
+
 __all__ = ["entropy_bits", "huffman_code_lengths", "canonical_codes", "huffman_encode", "huffman_decode",
            "pack_bits", "unpack_bits", "encode_symbols", "decode_symbols", "relative_positions",
            "positions_from_relative", "write_varint", "read_varint"]
 
 #: Longest code word :func:`huffman_decode` handles (a Huffman code this deep needs > 10^9 symbols).
 MAX_CODE_LENGTH = 48
-
-
-def _describe(value) -> str:
-    if isinstance(value, np.ndarray):
-        return f"a {value.dtype} array of shape {value.shape}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_symbols(symbols, name: str = "symbols", alphabet_size: int | None = None) -> np.ndarray:

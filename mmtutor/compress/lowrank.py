@@ -33,13 +33,9 @@ import pandas as pd
 import torch
 from torch import nn
 
+from mmtutor.runtime import _describe
+
 __all__ = ["singular_values", "rank_for_energy", "factorize_linear", "factorized_parameters", "factorize_model"]
-
-
-def _describe(value) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"a {value.dtype} {type(value).__name__} of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _as_matrix(name: str, weights) -> torch.Tensor:

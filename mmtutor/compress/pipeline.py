@@ -42,6 +42,7 @@ from mmtutor.compress.entropy import (decode_symbols, encode_symbols, positions_
 from mmtutor.compress.prune import apply_masks, keep_pruned_at_zero, prune_magnitude
 from mmtutor.evaluate import fixed_threads
 from mmtutor.train import History, fit
+from mmtutor.runtime import _describe
 
 __all__ = ["MAGIC", "encode_model", "decode_model", "encoding_breakdown", "DeepCompression", "prune_and_finetune",
            "share_and_finetune", "deep_compress"]
@@ -50,12 +51,6 @@ __all__ = ["MAGIC", "encode_model", "decode_model", "encoding_breakdown", "DeepC
 MAGIC = b"MMDC1"
 
 _FLOAT_DTYPES = {"float16": (torch.float16, np.float16), "float32": (torch.float32, np.float32)}
-
-
-def _describe(value) -> str:
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        return f"a {value.dtype} {type(value).__name__} of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_position_bits(bits) -> int:

@@ -39,6 +39,8 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from mmtutor.runtime import _describe
+
 __all__ = ["PRUNABLE_TYPES", "prunable_parameters", "prune_magnitude", "apply_masks", "keep_pruned_at_zero",
            "sparsity_report", "channel_norms", "channels_to_keep", "prune_channels", "prune_linear_neurons",
            "avdigits_layer_pairs", "prune_avdigits_classifier", "avdigits_architecture", "attention_layers",
@@ -53,11 +55,6 @@ _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 # --------------------------------------------------------------------------------------------------
 # input validation
 # --------------------------------------------------------------------------------------------------
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_model(model) -> None:

@@ -62,6 +62,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from mmtutor.runtime import _describe
+
 __all__ = ["QuantizedTensor", "qrange", "choose_qparams", "quantize_tensor", "dequantize", "fake_quantize",
            "integer_linear", "pack_int4", "unpack_int4", "QuantizedLinear", "quantize_linear_weights",
            "QUANTIZABLE_TYPES", "ACTIVATION_MODES", "quantize_activation", "input_ranges", "QuantizedLayer",
@@ -73,11 +75,6 @@ _EPS = torch.finfo(torch.float32).eps
 # --------------------------------------------------------------------------------------------------
 # input validation
 # --------------------------------------------------------------------------------------------------
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_num_bits(num_bits) -> int:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtutor.runtime import _check_int
+from mmtutor.runtime import _check_int, _describe
 
 __all__ = ["USER_TOKEN", "ASSISTANT_TOKEN", "DIALOGUE_LR", "DialogueExample", "LMHistory", "build_dialogue_tokenizer",
            "small_gpt2_config", "build_gpt2", "format_turns", "encode_dialogue", "build_lm_dataset",
@@ -45,12 +45,6 @@ USER_TOKEN = "<user>"
 ASSISTANT_TOKEN = "<assistant>"
 DIALOGUE_LR = 2e-3  # peak learning rate of train_dialogue_model
 IGNORE_INDEX = -100  # the label PyTorch's cross-entropy (and GPT2LMHeadModel) skips
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}: {value!r}"
 
 
 def _check_tokenizer(tokenizer) -> None:
