@@ -337,7 +337,8 @@ def plot_pareto(rows: Sequence[dict], ax=None, title: str | None = None):
     metric of each row when the rows use different metrics. Returns the matplotlib ``Axes``.
     """
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter
+
+    from mmtutor.plotting import plain_log_axis
 
     if not rows:
         raise ValueError("rows must hold at least one result row")
@@ -363,11 +364,7 @@ def plot_pareto(rows: Sequence[dict], ax=None, title: str | None = None):
             ax.annotate("no latency" if latency is None else f"{latency:.2f}x speed", (ratios[i], loss[i]),
                         textcoords="offset points", xytext=(6, 6 - 11 * same_spot), fontsize=8)
     ax.axhline(0, color="0.8", linewidth=0.8, zorder=0)
-    ax.set_xscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")      # 4 and 50, not 4x10^0 and 5x10^1
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(plain)
-    ax.tick_params(axis="x", which="minor", labelsize=7)
+    plain_log_axis(ax, "x")                                  # 5, 10, 20, 50: not 5x10^0, nor crowded minor labels
     ax.margins(x=0.08, y=0.15)
     ax.set_xlabel("size ratio (baseline bytes / compressed bytes, log scale)")
     ax.set_ylabel("quality loss (points of the row's metric)")
