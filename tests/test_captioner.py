@@ -9,9 +9,10 @@ from torch.nn import functional as F
 
 from mmtutor.data.shapes import COLORS, SHAPES, SIZES, load_shapes
 from mmtutor.evaluate import model_size_bytes
-from mmtutor.models.captioner import (CaptionerTokenizer, PrefixCaptioner, attribute_matches, caption_scores,
-                                      captioner_examples, collate_captioner, fit_captioner, parse_caption,
-                                      quantize_captioner, scene_slots)
+from mmtutor.models.captioner import (QUESTION_KINDS, CaptionerTokenizer, PrefixCaptioner, attribute_matches,
+                                      caption_scores, captioner_examples, collate_captioner, evaluate_captioner,
+                                      fit_captioner, parse_caption, qa_accuracy_by_kind, quantize_captioner,
+                                      question_kind, scene_slots)
 from mmtutor.models.clip import images_to_tensor
 
 SCENES = load_shapes("val", n=40)
@@ -152,6 +153,39 @@ def test_caption_scores_of_perfect_swapped_and_broken_captions():
                              SCENES.objects[one])["position"] == (0, 1)
 
 
+FLAT_QUESTIONS = [q for qs in SCENES.questions for q in qs]
+FLAT_TRUTHS = [a for answers in SCENES.answers for a in answers]
+
+
+def nest(flat):
+    """A flat list of answers, one per question of SCENES, regrouped by scene."""
+    out, k = [], 0
+    for qs in SCENES.questions:
+        out.append(flat[k:k + len(qs)])
+        k += len(qs)
+    return out
+
+
+@settings(max_examples=25, deadline=None)
+@given(wrong=st.sets(st.integers(0, len(FLAT_QUESTIONS) - 1)))
+def test_qa_accuracy_by_kind_matches_a_count_by_first_words(wrong):
+    answers = [("no" if t == "yes" else "yes") if i in wrong else t for i, t in enumerate(FLAT_TRUTHS)]
+    result = qa_accuracy_by_kind(nest(answers), SCENES)
+    # reference: the first two words name the kind, except "where is ..."
+    kinds = [" ".join(q.split()[:2]).replace("where is", "where") for q in FLAT_QUESTIONS]
+    expected = {k: (sum(kk == k and i not in wrong for i, kk in enumerate(kinds)), kinds.count(k)) for k in set(kinds)}
+    assert result == expected and set(result) <= set(QUESTION_KINDS)
+    assert sum(c for c, _ in result.values()) == len(FLAT_QUESTIONS) - len(wrong)
+
+
+def test_qa_accuracy_by_kind_adds_up_to_the_reported_qa_accuracy():
+    report = evaluate_captioner(small_model(seed=3), SCENES)
+    counts = qa_accuracy_by_kind(report.answers, SCENES)
+    correct, total = (sum(v[j] for v in counts.values()) for j in (0, 1))
+    assert total == len(FLAT_QUESTIONS) and correct / total == pytest.approx(report.scores["qa_accuracy"])
+    assert question_kind("Where  is the red circle?") == "where" and question_kind("how many shapes?") == "how many"
+
+
 def test_fit_reduces_the_loss_on_a_small_set():
     scenes = load_shapes("train", n=64)
     torch.manual_seed(0)
@@ -218,3 +252,11 @@ def test_bad_inputs():
         caption_scores(["a large red circle"], SCENES)
     with pytest.raises(TypeError, match="caption"):
         parse_caption(None)
+    with pytest.raises(ValueError, match="question"):
+        question_kind("why is the sky blue?")
+    with pytest.raises(TypeError, match="question"):
+        question_kind(3)
+    with pytest.raises(ValueError, match="answers"):
+        qa_accuracy_by_kind([["two"]], SCENES)
+    with pytest.raises(ValueError, match=r"answers\[0\]"):
+        qa_accuracy_by_kind([["two"]] * len(SCENES), SCENES)

@@ -56,7 +56,8 @@ from mmtutor.runtime import _check_int
 
 __all__ = ["ATTRIBUTES", "CaptionerTokenizer", "PrefixCaptioner", "collate_captioner", "captioner_examples",
            "CaptionerHistory", "fit_captioner", "train_captioner", "parse_caption", "scene_slots",
-           "attribute_matches", "caption_scores", "CaptionerReport", "evaluate_captioner", "quantize_captioner"]
+           "attribute_matches", "caption_scores", "CaptionerReport", "evaluate_captioner", "QUESTION_KINDS",
+           "question_kind", "qa_accuracy_by_kind", "quantize_captioner"]
 
 GRID_CELLS = 16
 """Cells of the 4×4 feature map of :class:`mmtutor.models.clip.ImageEncoder`: one patch token each."""
@@ -606,6 +607,50 @@ def evaluate_captioner(model: PrefixCaptioner, scenes, batch_size: int = 500) ->
     scores = caption_scores(captions, scenes)
     scores["qa_accuracy"] = float(np.mean([a == t for a, t in zip(answers, truth)]))
     return CaptionerReport(captions=captions, answers=nested, scores=scores)
+
+
+QUESTION_KINDS = ("how many", "is there", "what color", "what shape", "what size", "where")
+"""The six kinds of question that :mod:`mmtutor.data.shapes` asks, named by their first words."""
+
+
+def question_kind(question: str) -> str:
+    """The kind of a shapes question, the entry of ``QUESTION_KINDS`` that its first words spell.
+
+    ``"where is the red circle?"`` is a ``"where"`` question, ``"what color is the square?"`` a
+    ``"what color"`` one. A question of any other form raises ``ValueError``.
+    """
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {_describe(question)}")
+    words = " ".join(question.lower().split()) + " "
+    for kind in QUESTION_KINDS:
+        if words.startswith(kind + " "):
+            return kind
+    raise ValueError(f"question must start with one of {QUESTION_KINDS}, got {question!r}")
+
+
+def qa_accuracy_by_kind(answers, scenes) -> dict[str, tuple[int, int]]:
+    r"""Per kind of question (``QUESTION_KINDS``), ``(correct, total)`` over all questions of ``scenes``.
+
+    ``answers`` holds one list of answers per scene, in the order of ``scenes.questions`` (as
+    ``CaptionerReport.answers`` does). An answer is correct when it equals the reference word after
+    white-space folding, so :math:`\sum_k \mathrm{correct}_k / \sum_k \mathrm{total}_k` is the
+    ``qa_accuracy`` of :func:`evaluate_captioner`. Kinds that ``scenes`` never asks are left out.
+    """
+    if isinstance(answers, str) or not isinstance(answers, (list, tuple)) or len(answers) != len(scenes):
+        raise ValueError(f"answers must be a list with one list of answers per scene ({len(scenes)}), "
+                         f"got {_describe(answers)}")
+    counts = {kind: [0, 0] for kind in QUESTION_KINDS}
+    for i, (said, questions, truths) in enumerate(zip(answers, scenes.questions, scenes.answers)):
+        if isinstance(said, str) or not isinstance(said, (list, tuple)) or len(said) != len(questions):
+            raise ValueError(f"answers[{i}] must be a list of {len(questions)} answers, one per question of "
+                             f"scene {i}, got {_describe(said)}")
+        for answer, question, truth in zip(said, questions, truths):
+            if not isinstance(answer, str):
+                raise TypeError(f"answers[{i}] must hold str answers, got {_describe(answer)}")
+            tally = counts[question_kind(question)]
+            tally[0] += " ".join(answer.split()) == truth
+            tally[1] += 1
+    return {kind: (correct, total) for kind, (correct, total) in counts.items() if total}
 
 
 # --------------------------------------------------------------------------------------------------
