@@ -7,12 +7,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.nn import functional as F
 
+from mmtutor.compress.captioner import quantize_captioner
 from mmtutor.data.shapes import COLORS, SHAPES, SIZES, load_shapes
 from mmtutor.evaluate import model_size_bytes
 from mmtutor.models.captioner import (QUESTION_KINDS, CaptionerTokenizer, PrefixCaptioner, attribute_matches,
                                       caption_scores, captioner_examples, collate_captioner, evaluate_captioner,
-                                      fit_captioner, parse_caption, qa_accuracy_by_kind, quantize_captioner,
-                                      question_kind, scene_slots)
+                                      fit_captioner, parse_caption, qa_accuracy_by_kind, question_kind,
+                                      scene_slots)
 from mmtutor.models.clip import images_to_tensor
 
 SCENES = load_shapes("val", n=40)
@@ -220,6 +221,11 @@ def test_quantized_captioner_is_smaller_and_close():
         ref, q8 = model(SCENES.images[:4], **batch).logits, int8(SCENES.images[:4], **batch).logits
     assert F.cosine_similarity(ref.flatten(), q8.flatten(), dim=0) > 0.999
     assert len(int8.generate(SCENES.images[:2], max_new_tokens=3)) == 2
+
+
+def test_quantize_captioner_rejects_other_models():
+    with pytest.raises(TypeError, match="model must be a PrefixCaptioner"):
+        quantize_captioner(torch.nn.Linear(2, 2))
 
 
 def test_bad_inputs():

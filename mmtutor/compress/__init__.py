@@ -15,6 +15,9 @@
 - :mod:`mmtutor.compress.cluster`   k-means weight sharing with a codebook, and fine-tuning of the centroids
 - :mod:`mmtutor.compress.entropy`   Huffman coding and sparse-position encodings: the real compressed size
 - :mod:`mmtutor.compress.pipeline`  Deep Compression: prune, share, entropy-code, and decode back to a model
+- :mod:`mmtutor.compress.gpt2`      GPT-2 (transformers): ``Conv1D`` layers as ``nn.Linear``, weight-only
+  quantization that keeps the embedding and the output head tied
+- :mod:`mmtutor.compress.captioner` weight-only quantization of the chapter 13 prefix captioner
 - :mod:`mmtutor.compress.tflite`    the TensorFlow path: the fusion model in Keras, TFLite conversion and the
   LiteRT interpreter
 

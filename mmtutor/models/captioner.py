@@ -52,25 +52,18 @@ from mmtutor.data.shapes import COLORS, SHAPES, SIZES
 from mmtutor.models.clip import CaptionTokenizer, ImageEncoder, images_to_tensor
 from mmtutor.models.gpt2 import IGNORE_INDEX, build_gpt2, small_gpt2_config
 from mmtutor.preprocess.text import word_tokenize
-from mmtutor.runtime import _check_int
+from mmtutor.runtime import _check_int, _describe
 
 __all__ = ["ATTRIBUTES", "CaptionerTokenizer", "PrefixCaptioner", "collate_captioner", "captioner_examples",
            "CaptionerHistory", "fit_captioner", "train_captioner", "parse_caption", "scene_slots",
            "attribute_matches", "caption_scores", "CaptionerReport", "evaluate_captioner", "QUESTION_KINDS",
-           "question_kind", "qa_accuracy_by_kind", "quantize_captioner"]
+           "question_kind", "qa_accuracy_by_kind"]
 
 GRID_CELLS = 16
 """Cells of the 4×4 feature map of :class:`mmtutor.models.clip.ImageEncoder`: one patch token each."""
 
 ATTRIBUTES = ("size", "color", "shape")
 """The attributes a caption names for every object, in caption order."""
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
-    text = f"{type(value).__name__}: {value!r}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 # --------------------------------------------------------------------------------------------------
@@ -653,29 +646,3 @@ def qa_accuracy_by_kind(answers, scenes) -> dict[str, tuple[int, int]]:
     return {kind: (correct, total) for kind, (correct, total) in counts.items() if total}
 
 
-# --------------------------------------------------------------------------------------------------
-# compression
-# --------------------------------------------------------------------------------------------------
-
-def quantize_captioner(model: PrefixCaptioner, num_bits: int = 8, group_size: int | None = None) -> PrefixCaptioner:
-    """A weight-only quantized copy of ``model``: decoder, projector and image encoder.
-
-    The decoder goes through ``mmtutor.compress.gpt2.quantize_gpt2`` (``Conv1D`` projections and the tied
-    embedding/head, one scale per output row, or per ``group_size`` inputs), the two projectors through
-    :func:`mmtutor.compress.quantize.quantize_linear_weights` (same scheme), the encoder's convolutions and
-    linear layer through :func:`mmtutor.compress.quantize.quantize_model` (one scale per output channel,
-    weight-only). Position embeddings, layer and batch norms and biases stay float32.
-    """
-    from mmtutor.compress.gpt2 import quantize_gpt2
-    from mmtutor.compress.quantize import quantize_linear_weights, quantize_model
-
-    if not isinstance(model, PrefixCaptioner):
-        raise TypeError(f"model must be a PrefixCaptioner, got {_describe(model)}")
-    quantized = copy.deepcopy(model)
-    quantized.decoder = quantize_gpt2(model.decoder, num_bits=num_bits, group_size=group_size)
-    quantized.projector = quantize_linear_weights(model.projector, num_bits=num_bits, group_size=group_size)
-    if model.patch_tokens:
-        quantized.patch_projector = quantize_linear_weights(model.patch_projector, num_bits=num_bits,
-                                                            group_size=group_size)
-    quantized.image_encoder = quantize_model(model.image_encoder, num_bits=num_bits)
-    return quantized.eval()

@@ -48,6 +48,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from mmtutor.preprocess.text import SPECIAL_TOKENS, _check_texts, build_vocab, pad_and_truncate, word_tokenize
+from mmtutor.runtime import _describe
 
 __all__ = [
     "IMAGE_SHAPE",
@@ -73,10 +74,6 @@ IMAGE_SHAPE = (32, 32, 3)
 # --------------------------------------------------------------------------------------------
 # validation helpers
 # --------------------------------------------------------------------------------------------
-
-def _describe(value) -> str:
-    text = f"{type(value).__name__}: {value!r}"
-    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_positive_int(name: str, value) -> int:
