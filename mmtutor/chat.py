@@ -12,7 +12,7 @@ the prompt. The full history is kept in ``ChatSession.history``; only the prompt
 
 from __future__ import annotations
 
-from mmtutor.models.gpt2 import (_check_model, _check_tokenizer, format_turns, generate_ids)
+from mmtutor.models.gpt2 import _check_model, _check_question, _check_tokenizer, format_turns, generate_ids
 from mmtutor.runtime import _check_int
 
 __all__ = ["ChatSession"]
@@ -55,10 +55,7 @@ class ChatSession:
     def prompt_ids(self, question: str) -> list[int]:
         """The ids of the prompt for ``question``: the newest exchanges of the history that fit, then the
         question and ``<assistant>``. Raises ``ValueError`` when the question alone does not fit."""
-        if not isinstance(question, str):
-            raise TypeError(f"question must be a str, got {type(question).__name__}: {question!r}")
-        if not question.strip():
-            raise ValueError("question must not be empty")
+        _check_question(question)
         budget = self.context - self.max_new_tokens
         for start in range(0, len(self.history) + 1, 2):        # drop whole exchanges, oldest first
             turns = self.history[start:] + [("user", question)]

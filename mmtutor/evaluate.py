@@ -27,7 +27,6 @@ their medians.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Mapping
@@ -38,9 +37,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mmtutor.runtime import _check_int, _describe  # the package's shared validators
+from mmtutor.runtime import _check_int, _describe, fixed_threads  # fixed_threads: kept importable from here
 
-__all__ = ["model_size_bytes", "shippable_tensors", "fixed_threads", "Timing", "LatencyComparison", "latency",
+__all__ = ["model_size_bytes", "shippable_tensors", "Timing", "LatencyComparison", "latency",
            "compare_latency", "cosine_fidelity", "agreement"]
 
 
@@ -146,21 +145,6 @@ def model_size_bytes(obj) -> int:
 # --------------------------------------------------------------------------------------------------
 # latency
 # --------------------------------------------------------------------------------------------------
-
-@contextlib.contextmanager
-def fixed_threads(threads: int | None):
-    """Run the ``with`` block with ``torch.set_num_threads(threads)`` and restore the previous count after.
-
-    ``None`` keeps the current count. Yields the count in force.
-    """
-    previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(_check_int("threads", threads, 1))
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(previous)
-
 
 @dataclass(frozen=True)
 class Timing:

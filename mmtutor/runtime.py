@@ -11,6 +11,7 @@ Three things make a run repeatable on a laptop and in CI:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -19,7 +20,7 @@ import warnings
 
 import numpy as np
 
-__all__ = ["NetworkAccessError", "seed_everything", "set_threads", "forbid_network",
+__all__ = ["NetworkAccessError", "seed_everything", "set_threads", "fixed_threads", "forbid_network",
            "allow_network", "setup_notebook", "import_tensorflow"]
 
 
@@ -82,6 +83,23 @@ def set_threads(threads: int = 2) -> int:
 
 _original_connect = socket.socket.connect
 _original_connect_ex = socket.socket.connect_ex
+
+
+@contextlib.contextmanager
+def fixed_threads(threads: int | None):
+    """Run the ``with`` block with ``torch.set_num_threads(threads)`` and restore the previous count after.
+
+    ``None`` keeps the current count. Yields the count in force.
+    """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(_check_int("threads", threads, 1))
+    try:
+        yield torch.get_num_threads()
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _is_local(sock: socket.socket, address) -> bool:

@@ -260,3 +260,22 @@ def test_train_lm_early_stopping_keeps_best(tokenizer):
     assert g.perplexity(model, val) == pytest.approx(min(history.val_perplexity[1:]), rel=1e-6)
     with pytest.raises(ValueError, match="patience"):
         g.train_lm(model, train, val, epochs=1, patience=0)
+
+
+def test_adamw_warmup_cosine_groups_and_learning_rates():
+    import math
+
+    from torch import nn
+
+    layer = nn.Linear(3, 2)
+    optimizer, scheduler = g.adamw_warmup_cosine(layer.parameters(), 0.1, 0.01, warmup_steps=2, total_steps=6)
+    decayed, plain = optimizer.param_groups
+    assert decayed["params"] == [layer.weight] and decayed["weight_decay"] == 0.01
+    assert plain["params"] == [layer.bias] and plain["weight_decay"] == 0.0
+    rates = []
+    for _ in range(7):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.05, 0.1] + [0.05 * (1 + math.cos(math.pi * min(k / 4, 1))) for k in range(5)]
+    assert rates == pytest.approx(expected)

@@ -14,13 +14,9 @@ only the wording is new. The keyword-retrieval baseline is scored on the same pa
 It takes about 2.5 minutes of CPU (one thread) and is not part of the test suite.
 """
 
-import time
-
 import numpy as np
-import torch
 
 from mmtutor.data.dialogue import load_dialogues
-from mmtutor.evaluate import fixed_threads
 from mmtutor.models import gpt2
 
 PARAPHRASES = [  # the first question of load_dialogues("train", "en")[::3], reworded
@@ -54,19 +50,8 @@ def main(epochs: int = 60) -> None:
     train = load_dialogues("train")
     taught = load_dialogues("train", "en")[::3]
     assert len(taught) == len(PARAPHRASES)
-    tokenizer = gpt2.build_dialogue_tokenizer(train, vocab_size=1000)
-    config = gpt2.small_gpt2_config(vocab_size=len(tokenizer), n_layer=2, n_embd=128, n_head=4, n_positions=256,
-                                    pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                    eos_token_id=tokenizer.eos_token_id)
-    model = gpt2.build_gpt2(config, seed=0)
-    datasets = {split: gpt2.build_lm_dataset(tokenizer, load_dialogues(split), 256, mask_user=False)
-                for split in ("train", "val")}
-    start = time.process_time()
-    with fixed_threads(1), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        history = gpt2.train_lm(model, datasets["train"], datasets["val"], epochs=epochs, batch_size=4,
-                                lr=gpt2.DIALOGUE_LR, seed=0)
-    print(f"memorising model: {epochs} epochs, {time.process_time() - start:.0f} s CPU; validation perplexity "
+    model, tokenizer, history, _ = gpt2.train_dialogue_model(seed=0, epochs=epochs, patience=None)
+    print(f"memorising model: {epochs} epochs, {history.cpu_seconds:.0f} s CPU; validation perplexity "
           f"{history.val_perplexity[0]:.0f} untrained, {min(history.val_perplexity):.1f} at best "
           f"(epoch {int(np.argmin(history.val_perplexity))}), {history.val_perplexity[-1]:.0f} at the end")
 

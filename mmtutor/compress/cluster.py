@@ -250,7 +250,7 @@ def share_weights(model: nn.Module, bits: int, masks: dict | None = None, init: 
         mask = None if masks is None or name not in masks else masks[name]
         distinct = torch.unique(weight if mask is None else weight[mask])
         if len(distinct) < 2:                 # nothing to cluster: a codebook of the one value (0 if none kept)
-            shared[name] = SharedTensor(codebook=distinct.float().numpy().reshape(-1)[:1].copy()
+            shared[name] = SharedTensor(codebook=distinct.float().numpy().copy()
                                         if len(distinct) else np.zeros(1, dtype=np.float32),
                                         indices=np.zeros(tuple(weight.shape), dtype=np.int64),
                                         mask=None if mask is None else mask.cpu().numpy().copy())

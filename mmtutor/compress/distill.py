@@ -26,9 +26,10 @@ mean zero over :math:`K` classes) that is about :math:`\frac{1}{K T^2}(z_{s,i} -
 whatever the temperature, so that ``alpha`` keeps its meaning when :math:`T` changes.
 
 **The loop** (:func:`distill`) trains the student on this loss with the teacher frozen (eval mode, no
-gradients), scoring the student on the validation labels after each epoch and keeping its best state, as
-:func:`mmtutor.train.fit` does for ordinary training. With ``alpha=0`` it is ordinary training on the
-labels (the teacher is not even called), which makes the from-labels-only baseline the same code path.
+gradients), scoring the student on the validation labels after each epoch and keeping its best state. It
+is :func:`mmtutor.train.fit`, the loop of ordinary training, with this loss plugged in. With ``alpha=0`` it
+is ordinary training on the labels (the teacher is not even called), which makes the from-labels-only
+baseline the same code path.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmtutor.train import History, fit
 from mmtutor.runtime import _describe
+from mmtutor.train import History, fit
 
 __all__ = ["soft_targets", "distillation_loss", "distill"]
 
@@ -142,8 +143,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, train_loader, val_loa
 
     ``alpha=0`` trains on the labels only and never calls the teacher (``teacher`` may then be ``None``):
     the baseline that tells what distillation adds. The loop is :func:`mmtutor.train.fit`'s, with the
-    distillation loss plugged in through its ``batch_loss``; the student is returned in eval mode. Each epoch's row holds ``train_loss`` (the mixed loss),
-    ``train_accuracy``, ``lr`` and, with a ``val_loader``, ``val_loss`` and ``val_accuracy``.
+    distillation loss plugged in through its ``batch_loss``; the student is returned in eval mode. Each
+    epoch's row holds ``train_loss`` (the mixed loss), ``train_accuracy``, ``lr`` and, with a
+    ``val_loader``, ``val_loss`` and ``val_accuracy``.
     """
     if not isinstance(student, nn.Module):
         raise TypeError(f"student must be a torch.nn.Module, got {_describe(student)}")
@@ -151,12 +153,9 @@ def distill(student: nn.Module, teacher: nn.Module | None, train_loader, val_loa
     if not isinstance(teacher, nn.Module) and not (teacher is None and alpha == 0):
         raise TypeError(f"teacher must be a torch.nn.Module (None only with alpha=0), got {_describe(teacher)}")
     temperature = _check_temperature(temperature)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise ValueError(f"epochs must be a positive int, got {epochs!r}")
     lr = _check_number("lr", lr, 0.0, math.inf, True, True, "AdamW's learning rate")
     weight_decay = _check_number("weight_decay", weight_decay, 0.0, math.inf, False, True, "AdamW's decay")
-    if schedule not in ("cosine", None):
-        raise ValueError(f"schedule must be 'cosine' or None, got {schedule!r}")
+    # epochs and schedule are checked by fit, with the same messages
 
     def batch_loss(model: nn.Module, inputs, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         logits = model(*inputs)

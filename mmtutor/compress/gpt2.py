@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmtutor.compress.quantize import QuantizedLinear, quantize_linear_weights
+from mmtutor.compress.quantize import QuantizedLinear, _replace, quantize_linear_weights
 
 __all__ = ["conv1d_to_linear", "TiedQuantizedEmbedding", "quantize_gpt2"]
 
@@ -46,16 +46,14 @@ def conv1d_to_linear(model: nn.Module) -> nn.Module:
     model = copy.deepcopy(model)
     targets = [name for name, module in model.named_modules() if isinstance(module, conv1d)]
     for name in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name)
-        conv = getattr(parent, child)
+        conv = model.get_submodule(name)
         n_in, n_out = conv.weight.shape
         linear = nn.Linear(n_in, n_out, bias=conv.bias is not None)
         with torch.no_grad():
             linear.weight.copy_(conv.weight.detach().T)
             if conv.bias is not None:
                 linear.bias.copy_(conv.bias.detach())
-        setattr(parent, child, linear)
+        _replace(model, name, linear)
     return model
 
 

@@ -49,7 +49,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mmtutor.compress.quantize import _check_module_names, _describe, quantize_tensor
+from mmtutor.compress.quantize import _check_bool, _check_module_names, _replace, quantize_tensor
+from mmtutor.runtime import _describe
 
 __all__ = ["has_vnni", "record_input_absmax", "outlier_channels", "layer_output_errors", "smoothing_factors",
            "Int8DynamicLinear",
@@ -254,9 +255,7 @@ class Int8DynamicLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, *, smooth: bool = False, reduce_range: bool = True):
         super().__init__()
         _check_positive_ints(in_features=in_features, out_features=out_features)
-        for name, value in (("smooth", smooth), ("reduce_range", reduce_range)):
-            if not isinstance(value, bool):
-                raise TypeError(f"{name} must be a bool, got {_describe(value)}")
+        _check_bool("smooth", smooth), _check_bool("reduce_range", reduce_range)
         self.in_features, self.out_features = in_features, out_features
         self.smooth, self.reduce_range = smooth, reduce_range
         self.register_buffer("weight_codes", torch.zeros(out_features, in_features, dtype=torch.int8))
@@ -368,11 +367,6 @@ class QuantizedEmbedding(nn.Module):
 # the whole model
 # --------------------------------------------------------------------------------------------------
 
-def _replace(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent_name), child, module)
-
-
 def quantize_int8_dynamic(model: nn.Module, input_absmax: Mapping[str, torch.Tensor] | None = None,
                           alpha: float = 0.5, reduce_range: bool = True, embeddings: bool = True,
                           skip=()) -> nn.Module:
@@ -403,9 +397,7 @@ def quantize_int8_dynamic(model: nn.Module, input_absmax: Mapping[str, torch.Ten
     """
     _check_module("model", model)
     skip = _check_module_names("skip", skip, model)
-    for name, value in (("reduce_range", reduce_range), ("embeddings", embeddings)):
-        if not isinstance(value, bool):
-            raise TypeError(f"{name} must be a bool, got {_describe(value)}")
+    _check_bool("reduce_range", reduce_range), _check_bool("embeddings", embeddings)
     if input_absmax is not None and not isinstance(input_absmax, Mapping):
         raise TypeError(f"input_absmax must be a mapping from layer names to tensors, got {_describe(input_absmax)}")
     linears = [name for name in _linear_names(model) if name not in skip]

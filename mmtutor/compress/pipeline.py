@@ -41,8 +41,8 @@ from mmtutor.compress.entropy import (decode_symbols, encode_symbols, positions_
                                       relative_positions, write_varint)
 from mmtutor.compress.prune import apply_masks, keep_pruned_at_zero, prune_magnitude
 from mmtutor.evaluate import fixed_threads
-from mmtutor.train import History, fit
 from mmtutor.runtime import _describe
+from mmtutor.train import History, fit
 
 __all__ = ["MAGIC", "encode_model", "decode_model", "encoding_breakdown", "DeepCompression", "prune_and_finetune",
            "share_and_finetune", "deep_compress"]
@@ -178,17 +178,17 @@ def _parse(data) -> tuple[dict, list]:
     return meta, entries
 
 
-def _decode_tensor(entry: list, parts: list[bytes], position_bits: int) -> tuple[torch.Tensor, SharedTensor | None]:
+def _decode_tensor(entry: list, parts: list[bytes], position_bits: int) -> torch.Tensor:
     name, kind, shape = entry[0], entry[1], tuple(entry[2])
     size = int(np.prod(shape, dtype=np.int64))
     if kind == "dense":
         dtype = np.dtype(entry[3]).newbyteorder("<")
-        return torch.from_numpy(np.frombuffer(parts[0], dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape)), None
+        return torch.from_numpy(np.frombuffer(parts[0], dtype=dtype).astype(dtype.newbyteorder("=")).reshape(shape))
     if kind == "sparse":
         mask = positions_from_relative(decode_symbols(parts[0]), position_bits, size)
         values = np.zeros(size, dtype=np.float32)
         values[mask] = np.frombuffer(parts[1], dtype="<f4")
-        return torch.from_numpy(values.reshape(shape)), None
+        return torch.from_numpy(values.reshape(shape))
     codebook = np.frombuffer(parts[0], dtype="<f4").astype(np.float32)
     indices = np.zeros(size, dtype=np.int64)
     mask = None
@@ -198,8 +198,7 @@ def _decode_tensor(entry: list, parts: list[bytes], position_bits: int) -> tuple
         mask = mask.reshape(shape)
     else:
         indices[:] = decode_symbols(parts[2])
-    item = SharedTensor(codebook=codebook, indices=indices.reshape(shape), mask=mask)
-    return item.dense(), item
+    return SharedTensor(codebook=codebook, indices=indices.reshape(shape), mask=mask).dense()
 
 
 def decode_model(data: bytes, model: nn.Module) -> nn.Module:
@@ -217,7 +216,7 @@ def decode_model(data: bytes, model: nn.Module) -> nn.Module:
         name = entry[0]
         if name not in state:
             raise ValueError(f"model must have a tensor {name!r} (the bytes hold one), got none")
-        tensor, _ = _decode_tensor(entry, parts, meta["position_bits"])
+        tensor = _decode_tensor(entry, parts, meta["position_bits"])
         if tuple(tensor.shape) != tuple(state[name].shape):
             raise ValueError(f"model's {name!r} has shape {tuple(state[name].shape)}, the bytes hold "
                              f"{tuple(tensor.shape)}")
@@ -247,7 +246,7 @@ def encoding_breakdown(data: bytes):
         sizes = [len(p) for p in parts]
         row = {"name": name, "kind": kind, "shape": str(shape), "codebook": 0, "positions": 0, "indices": 0,
                "values": 0, "total": sum(len(write_varint(s)) + s for s in sizes)}
-        tensor, _ = _decode_tensor(entry, parts, meta["position_bits"])
+        tensor = _decode_tensor(entry, parts, meta["position_bits"])
         row["kept"] = int(torch.count_nonzero(tensor)) if kind != "dense" else tensor.numel()
         if kind == "shared":
             row.update(codebook=sizes[0], positions=sizes[1], indices=sizes[2])
@@ -351,7 +350,7 @@ def deep_compress(model: nn.Module, train_loader, val_loader=None, *, amounts=(0
     2. :func:`share_and_finetune` with ``bits``, ``init`` and ``cluster_epochs``;
     3. :func:`encode_model` after each stage: see :class:`DeepCompression`.
 
-    ``fit`` keeps the weights of the epoch with the lowest validation loss when ``val_loader`` is given.
+    ``fit`` keeps the weights of the epoch with the lowest validation loss (training loss without ``val_loader``).
     Training runs on ``threads`` PyTorch threads (small matrices are fastest on one).
     """
     amounts = _check_amounts(amounts)

@@ -56,7 +56,6 @@ _NORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
 # input validation
 # --------------------------------------------------------------------------------------------------
 
-
 def _check_model(model) -> None:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {_describe(model)}")

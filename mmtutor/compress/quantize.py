@@ -76,7 +76,6 @@ _EPS = torch.finfo(torch.float32).eps
 # input validation
 # --------------------------------------------------------------------------------------------------
 
-
 def _check_num_bits(num_bits) -> int:
     if isinstance(num_bits, bool) or not isinstance(num_bits, int):
         raise TypeError(f"num_bits must be an int from 2 to 8, got {_describe(num_bits)}")

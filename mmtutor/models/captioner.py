@@ -50,7 +50,7 @@ from torch import nn
 
 from mmtutor.data.shapes import COLORS, SHAPES, SIZES
 from mmtutor.models.clip import CaptionTokenizer, ImageEncoder, images_to_tensor
-from mmtutor.models.gpt2 import IGNORE_INDEX, build_gpt2, small_gpt2_config
+from mmtutor.models.gpt2 import IGNORE_INDEX, adamw_warmup_cosine, build_gpt2, small_gpt2_config
 from mmtutor.preprocess.text import word_tokenize
 from mmtutor.runtime import _check_int, _describe
 
@@ -84,8 +84,7 @@ class CaptionerTokenizer(CaptionTokenizer):
             raise TypeError(f"scenes must be a ShapesScenes (load_shapes), got {_describe(scenes)}")
         texts = list(scenes.captions) + [q for qs in scenes.questions for q in qs] + \
             [a for answers in scenes.answers for a in answers]
-        base = cls.from_captions(texts)
-        return cls(base.tokens, base.max_length)
+        return cls.from_captions(texts)
 
     @property
     def bos_id(self) -> int:
@@ -421,15 +420,7 @@ def fit_captioner(model: PrefixCaptioner, scenes, *, epochs: int = 5, batch_size
     steps_per_epoch = math.ceil(n_examples / batch_size)
     total = epochs * steps_per_epoch
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
-                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=lr)
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        return 0.5 * (1 + math.cos(math.pi * min((step - warmup_steps) / max(1, total - warmup_steps), 1.0)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = adamw_warmup_cosine(params, lr, weight_decay, warmup_steps, total)
     history = CaptionerHistory(epochs=epochs, steps_per_epoch=steps_per_epoch)
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     bar = tqdm(total=total, desc="training the captioner", disable=not progress, leave=False)
@@ -470,7 +461,7 @@ def train_captioner(seed: int = 0, epochs: int = 5, image_encoder: nn.Module | N
     Results without ``image_encoder`` are cached per process; each call returns copies.
     """
     from mmtutor.data.shapes import load_shapes
-    from mmtutor.evaluate import fixed_threads
+    from mmtutor.runtime import fixed_threads
 
     seed, epochs = _check_int("seed", seed, 0), _check_int("epochs", epochs, 1)
     key = (seed, epochs)

@@ -75,7 +75,6 @@ IMAGE_SHAPE = (32, 32, 3)
 # validation helpers
 # --------------------------------------------------------------------------------------------
 
-
 def _check_positive_int(name: str, value) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {_describe(value)}")

@@ -38,8 +38,9 @@ from mmtutor.runtime import _check_int, _describe
 
 __all__ = ["USER_TOKEN", "ASSISTANT_TOKEN", "DIALOGUE_LR", "DialogueExample", "LMHistory", "build_dialogue_tokenizer",
            "small_gpt2_config", "build_gpt2", "format_turns", "encode_dialogue", "build_lm_dataset",
-           "pack_examples", "collate_lm", "train_lm", "perplexity", "check_prompt", "generate_ids", "generate_reply",
-           "answer_on_topic", "topic_keywords", "on_topic_report", "KeywordRetriever", "train_dialogue_model"]
+           "pack_examples", "collate_lm", "adamw_warmup_cosine", "train_lm", "perplexity", "check_prompt",
+           "generate_ids", "generate_reply", "answer_on_topic", "topic_keywords", "on_topic_report", "KeywordRetriever",
+           "train_dialogue_model"]
 
 USER_TOKEN = "<user>"
 ASSISTANT_TOKEN = "<assistant>"
@@ -285,6 +286,31 @@ class LMHistory:
     wall_seconds: float = 0.0
 
 
+def adamw_warmup_cosine(params, lr: float, weight_decay: float, warmup_steps: int, total_steps: int):
+    r"""AdamW and its learning-rate schedule, as :func:`train_lm` and the chapter 13 captioner use them.
+
+    Weight decay applies to matrices only (parameters with ``ndim >= 2``), not to biases and norms. The
+    learning rate at step :math:`t` is ``lr`` times
+
+    .. math:: \frac{t + 1}{w} \;\; (t < w), \qquad
+              \tfrac12\Big(1 + \cos\big(\pi \min\big(\tfrac{t - w}{\max(1,\, T - w)}, 1\big)\big)\Big)
+              \;\; (t \ge w),
+
+    a linear warm-up over :math:`w` = ``warmup_steps`` steps, then a cosine decay to 0 at :math:`T` =
+    ``total_steps``. Returns ``(optimizer, scheduler)``; call ``scheduler.step()`` after every optimizer step.
+    """
+    params = list(params)
+    optimizer = torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                                   {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}], lr=lr)
+
+    def schedule(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        return 0.5 * (1 + math.cos(math.pi * min((step - warmup_steps) / max(1, total_steps - warmup_steps), 1.0)))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
 def train_lm(model, train_examples, val_examples=None, *, epochs: int = 30, batch_size: int = 16,
              lr: float = 3e-3, weight_decay: float = 0.01, warmup_steps: int = 20, seed: int = 0,
              patience: int | None = None, progress: bool = False) -> LMHistory:
@@ -308,6 +334,8 @@ def train_lm(model, train_examples, val_examples=None, *, epochs: int = 30, batc
     batch_size = _check_int("batch_size", batch_size, 1)
     warmup_steps = _check_int("warmup_steps", warmup_steps, 0)
     seed = _check_int("seed", seed, 0)
+    if patience is not None:
+        patience = _check_int("patience", patience, 1)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a positive float, got {_describe(lr)}")
     if not train_examples:
@@ -317,23 +345,10 @@ def train_lm(model, train_examples, val_examples=None, *, epochs: int = 30, batc
     start_cpu, start_wall = time.process_time(), time.perf_counter()
     if val_examples:
         history.val_perplexity.append(perplexity(model, val_examples, pad_token_id=pad))
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=lr)
     steps_per_epoch = math.ceil(len(train_examples) / batch_size)
     total = epochs * steps_per_epoch
-
-    def schedule(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress_ = (step - warmup_steps) / max(1, total - warmup_steps)
-        return 0.5 * (1 + math.cos(math.pi * min(progress_, 1.0)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    optimizer, scheduler = adamw_warmup_cosine(list(model.parameters()), lr, weight_decay, warmup_steps, total)
     generator = torch.Generator().manual_seed(seed)
-    if patience is not None:
-        patience = _check_int("patience", patience, 1)
     best_state, best = None, math.inf
     bar = tqdm(total=total, desc="training", disable=not progress, leave=False)
     for epoch in range(1, epochs + 1):
@@ -416,15 +431,19 @@ def generate_ids(model, prompt_ids, max_new_tokens: int = 48, seed: int | None =
     return output[0, ids.shape[1]:].tolist()
 
 
+def _check_question(question) -> None:
+    if not isinstance(question, str):
+        raise TypeError(f"question must be a str, got {_describe(question)}")
+    if not question.strip():
+        raise ValueError("question must not be empty")
+
+
 def generate_reply(model, tokenizer, question: str, history=(), max_new_tokens: int = 48,
                    seed: int | None = None, **generation) -> str:
     """The assistant's reply to ``question`` after the earlier ``history`` turns (``(speaker, text)`` pairs),
     decoded without special tokens; see :func:`generate_ids` for the generation settings."""
     _check_tokenizer(tokenizer)
-    if not isinstance(question, str):
-        raise TypeError(f"question must be a str, got {_describe(question)}")
-    if not question.strip():
-        raise ValueError("question must not be empty")
+    _check_question(question)
     text = format_turns(list(history) + [("user", question)], add_generation_prompt=True)
     ids = tokenizer.encode(text, add_special_tokens=False)
     new = generate_ids(model, ids, max_new_tokens=max_new_tokens, seed=seed, **generation)
@@ -539,7 +558,7 @@ class KeywordRetriever:
 _CACHE: dict = {}
 
 
-def train_dialogue_model(seed: int = 0, epochs: int = 30, progress: bool = False):
+def train_dialogue_model(seed: int = 0, epochs: int = 30, progress: bool = False, patience: int | None = 3):
     """Train the book's dialogue GPT-2 on the ``train`` split: returns ``(model, tokenizer, history,
     datasets)``, where ``datasets`` maps ``"train"``, ``"val"``, ``"test"`` to one :class:`DialogueExample`
     per dialogue (every token scored).
@@ -549,17 +568,21 @@ def train_dialogue_model(seed: int = 0, epochs: int = 30, progress: bool = False
     parameters); both are fitted on the training dialogues only. Training (:func:`train_lm`) sees one
     dialogue per sequence, starting at position 0 as a chat prompt does, in batches of 4 dialogues of similar
     length, with peak learning rate ``DIALOGUE_LR`` (0.002) for at most ``epochs`` epochs, stopping early
-    when the validation perplexity has not improved for 3 epochs (the best epoch's weights are kept). It
+    when the validation perplexity has not improved for ``patience`` epochs (the best epoch's weights are
+    kept; ``patience=None`` trains all ``epochs``, e.g. to let the model memorise its training dialogues). It
     runs on one PyTorch thread: small matrices run fastest on one thread, and the result then does not
     depend on the machine's thread count. The first call trains (well under a minute on a quiet laptop
-    core); later calls with the same arguments return fresh copies of the cached result.
+    core); later calls with the same arguments return fresh copies of the model, tokenizer and history (the
+    ``datasets`` dict is shared).
     """
     from mmtutor.data.dialogue import load_dialogues
-    from mmtutor.evaluate import fixed_threads
+    from mmtutor.runtime import fixed_threads
 
     seed = _check_int("seed", seed, 0)
     epochs = _check_int("epochs", epochs, 1)
-    key = (seed, epochs)
+    if patience is not None:
+        patience = _check_int("patience", patience, 1)
+    key = (seed, epochs, patience)
     if key not in _CACHE:
         train = load_dialogues("train")
         tokenizer = build_dialogue_tokenizer(train, vocab_size=1000)
@@ -572,7 +595,7 @@ def train_dialogue_model(seed: int = 0, epochs: int = 30, progress: bool = False
         with fixed_threads(1), torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             history = train_lm(model, datasets["train"], datasets["val"], epochs=epochs, batch_size=4,
-                               lr=DIALOGUE_LR, seed=seed, patience=3, progress=progress)
+                               lr=DIALOGUE_LR, seed=seed, patience=patience, progress=progress)
         _CACHE[key] = (model, tokenizer, history, datasets)
     model, tokenizer, history, datasets = _CACHE[key]
     return copy.deepcopy(model), copy.deepcopy(tokenizer), copy.deepcopy(history), datasets

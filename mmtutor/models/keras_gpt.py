@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmtutor.functional import log_softmax
 from mmtutor.runtime import _check_int, import_tensorflow
 
 __all__ = ["KerasGPT", "build_keras_gpt", "copy_gpt2_weights_to_keras", "keras_lm_dataset", "keras_perplexity",
@@ -148,8 +149,7 @@ def keras_perplexity(model: KerasGPT, x: np.ndarray, y: np.ndarray, batch_size: 
         logits = np.asarray(model(x[start:start + batch_size], training=False), dtype=np.float64)
         targets = y[start:start + batch_size]
         keep = targets != -100
-        logits = logits - logits.max(axis=-1, keepdims=True)
-        log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
+        log_probs = log_softmax(logits)
         picked = np.take_along_axis(log_probs, np.where(keep, targets, 0)[..., None], axis=-1)[..., 0]
         total -= picked[keep].sum()
         count += int(keep.sum())

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from mmtutor.preprocess.text import MiniLMEncoder
+from mmtutor.runtime import _check_int
 
 __all__ = ["evaluation_sentences", "calibration_sentences", "encode_with", "latency_batch", "float_skeleton"]
 
@@ -42,7 +43,6 @@ def evaluation_sentences() -> list[str]:
 def calibration_sentences(n: int = 64) -> list[str]:
     """``n`` captions and questions of the shapes training scenes: text that is not in the evaluation set."""
     from mmtutor.data.shapes import load_shapes
-    from mmtutor.runtime import _check_int
 
     n = _check_int("n", n, 1)
     scenes = load_shapes("train", n=n)
@@ -75,8 +75,6 @@ def latency_batch(encoder: MiniLMEncoder, sentences, batch_size: int = 32) -> di
     Returns the tokeniser's dict (``input_ids``, ``token_type_ids``, ``attention_mask``), to be called as
     ``model(**batch)``.
     """
-    from mmtutor.runtime import _check_int
-
     _check_encoder(encoder)
     batch_size = _check_int("batch_size", batch_size, 1)
     if isinstance(sentences, str) or len(sentences) < batch_size:
